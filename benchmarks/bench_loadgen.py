@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.burst import BurstRun, BurstTarget
-from core.client import ClientSettings, ModelSpec
-from core.loadspec import LoadSpec
-from core.report import build_report
+from core.client.serving import ClientSettings, ModelSpec
+from core.load.burst import BurstRun, BurstTarget
+from core.load.spec import LoadSpec
+from core.report.model import build_report
 
 RATES = (500, 1000, 2000, 3500, 5000)
 # (workers, client batch size or None): one unbatched worker, two, and one with batching, which
@@ -32,7 +32,7 @@ DURATION_S = 2.0
 SERVER = """
 import asyncio, sys
 import grpc
-from core import protos
+from core.wire import protos
 
 response = protos.predict_pb2.PredictResponse()
 response.model_spec.name = "bench"

@@ -19,9 +19,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from core import protos
-from core.embedded import EmbeddedServer, free_loopback_port
-from core.tensors import make_tensor_proto
+from core.embedded.launcher import EmbeddedServer, free_loopback_port
+from core.wire import protos
+from core.wire.tensors import make_tensor_proto
 
 RUNS = 3  # each figure is the median of this many timed runs
 RUN_SECONDS = 3.0

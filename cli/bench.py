@@ -18,16 +18,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
-from core.burst import BurstError, BurstProgress, BurstRun, BurstTarget
-from core.client import ClientSettings, ModelSpec, ServingError
-from core.loaddata import choose_inputs, fetch_signature, read_prompts
-from core.loadsearch import find_max_rate, meets, sweep_specs
-from core.loadspec import SCHEDULE_HELP, LoadSpec, parse_duration
-from core.report import BenchReport, build_report, default_reports_dir, load_report, save_report
-from core.report_text import compare_reports, latency_chart_lines, render_markdown, render_table
-from core.slo import SLO_HELP, SloTerm, evaluate_slo, parse_slo
+from core.bench.search import find_max_rate, meets, sweep_specs
+from core.client.serving import ClientSettings, ModelSpec, ServingError
+from core.identity import DEMO_MODEL_NAME
+from core.load.burst import BurstError, BurstProgress, BurstRun, BurstTarget
+from core.load.inputs import choose_inputs, fetch_signature, read_prompts
+from core.load.spec import SCHEDULE_HELP, LoadSpec, parse_duration
+from core.report.model import (
+    BenchReport,
+    build_report,
+    default_reports_dir,
+    load_report,
+    save_report,
+)
+from core.report.slo import SLO_HELP, SloTerm, evaluate_slo, parse_slo
+from core.report.text import compare_reports, latency_chart_lines, render_markdown, render_table
 
-DEMO_MODEL = "deepchat_model"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 130
 
 
@@ -47,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--target", action="append", metavar="HOST:PORT", default=[],
                        help="TF Serving gRPC address (repeat for replicas); "
                        "without it the embedded server starts with the demo model")  # fmt: skip
-    where.add_argument("--model", help=f"model name (default {DEMO_MODEL} without --target)")
+    where.add_argument("--model", help=f"model name (default {DEMO_MODEL_NAME} without --target)")
     where.add_argument("--signature", default="serving_default", help="signature name")
     where.add_argument("--version", type=int, help="pin a model version")
     where.add_argument("--version-label", help="pin a version label")
@@ -131,10 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError("--find-max needs --slo, e.g. --slo 'p99<100ms'")
         if args.find_max and args.sweep:
             raise UsageError("--find-max and --sweep: choose one")
-        if not args.target and args.model not in (None, DEMO_MODEL):
+        if not args.target and args.model not in (None, DEMO_MODEL_NAME):
             raise UsageError(
                 f"--model {args.model} needs --target HOST:PORT; without --target bench starts "
-                f"the embedded server, which serves the demo model {DEMO_MODEL}"
+                f"the embedded server, which serves the demo model {DEMO_MODEL_NAME}"
             )
         prompts = read_prompts(args.prompts) if args.prompts else None
     except ValueError as error:
@@ -149,10 +155,12 @@ async def _targets(args: argparse.Namespace) -> AsyncIterator[list[str]]:
     if args.target:
         yield list(args.target)
         return
-    from core.embedded import EmbeddedServer
+    from core.embedded.launcher import EmbeddedServer
 
-    print(f"starting the embedded server with the demo model {DEMO_MODEL} ...", file=sys.stderr)
-    async with EmbeddedServer(DEMO_MODEL) as server:
+    print(
+        f"starting the embedded server with the demo model {DEMO_MODEL_NAME} ...", file=sys.stderr
+    )
+    async with EmbeddedServer(DEMO_MODEL_NAME) as server:
         yield [server.grpc_target]
 
 
@@ -166,7 +174,7 @@ async def _bench(
                 targets=tuple(targets), timeout_s=spec.timeout_s, max_retries=0
             )
             model = ModelSpec(
-                args.model or DEMO_MODEL, args.version, args.version_label, args.signature
+                args.model or DEMO_MODEL_NAME, args.version, args.version_label, args.signature
             )
             signature = await fetch_signature(settings, model)
             inputs = choose_inputs(signature, data=args.data, prompts=prompts)

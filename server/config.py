@@ -8,7 +8,7 @@ from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
-from core.protos import model_server_config_pb2
+from core.wire.protos import model_server_config_pb2
 from server.flags import ServerOptions
 
 # TF Serving's default Prometheus path (PrometheusExporter::kPrometheusPath).

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from core.identity import DEMO_MODEL_NAME
+
 QA_PATH = Path(__file__).resolve().parent / "demo_data" / "qa.json"
 
 # Hash buckets of the feature vector. The question matrix is dense [HASH_BUCKETS, questions] on
@@ -137,7 +139,7 @@ class DemoChatModel(tf.Module):
         replies: Sequence[str],
         fallback: str,
     ) -> None:
-        super().__init__(name="deepchat_model")
+        super().__init__(name=DEMO_MODEL_NAME)
         self.question_matrix = tf.Variable(question_matrix, trainable=False, name="questions")
         self.idf = tf.Variable(idf, trainable=False, name="idf")
         self.pair_of_question = tf.Variable(pair_of_question, trainable=False, name="pair_index")

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from core.protos import model_service_pb2_grpc, prediction_service_pb2_grpc
+from core.wire.protos import model_service_pb2_grpc, prediction_service_pb2_grpc
 from server.errors import ServingStatus
 from server.flags import parse_channel_arguments
 from server.service import InferenceService

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from core import tensors
-from core.protos import types_pb2
+from core.wire import tensors
+from core.wire.protos import types_pb2
 from server import errors
 
 DEFAULT_SIGNATURE = "serving_default"

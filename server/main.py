@@ -13,14 +13,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
+from core.embedded.protocol import ready_line
 from server import lifecycle
 from server.config import ConfigFileError, initial_model_server_config, load_monitoring_config
 from server.errors import ServingStatus
 from server.flags import FlagError, ServerOptions, parse_flags, usage
 
 log = logging.getLogger("deepchat_tfs.server")
-
-READY_PREFIX = "deepchat-tfs serve: ready"
 
 
 class StartupError(Exception):
@@ -236,16 +235,15 @@ async def _serve(options: ServerOptions, ready_stream: TextIO) -> int:
     rest_runner, rest_port = await _start_rest(options, service, metrics, monitoring)
     background = _background_tasks(options, service.manager, stop)
 
-    rest_text = f"{options.host}:{rest_port}" if rest_port else "off"
-    unix_text = f" unix={options.grpc_socket_path}" if options.grpc_socket_path else ""
     grpc_port = grpc_endpoint.ports[0]
     log.info("Running gRPC ModelServer at %s:%d ...", options.host, grpc_port)
-    print(
-        f"{READY_PREFIX} grpc={options.host}:{grpc_port} rest={rest_text}{unix_text} "
-        f"models={','.join(service.manager.model_names)}",
-        file=ready_stream,
-        flush=True,
+    line = ready_line(
+        f"{options.host}:{grpc_port}",
+        f"{options.host}:{rest_port}" if rest_port else None,
+        list(service.manager.model_names),
+        options.grpc_socket_path or None,
     )
+    print(line, file=ready_stream, flush=True)
 
     await stop.wait()
     log.info("shutting down")

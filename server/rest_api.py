@@ -16,8 +16,8 @@ from urllib.parse import unquote
 from aiohttp import web
 from google.protobuf import json_format
 
-from core import rest_json, tensors
-from core.protos import (
+from core.wire import rest_json, tensors
+from core.wire.protos import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,

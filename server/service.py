@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from core.protos import (
+from core.wire.protos import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -324,6 +324,6 @@ class InferenceService:
 
 
 def _error_code_value(code_name: str) -> int:
-    from core.protos import error_codes_pb2
+    from core.wire.protos import error_codes_pb2
 
     return int(error_codes_pb2.Code.Value(code_name))

@@ -16,7 +16,8 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Footer, Input
 
-from core.transcript import Transcript, TranscriptError
+from core.chat.transcript import Transcript, TranscriptError
+from core.identity import APP_NAME
 from tui.commands import ConsoleCommands, SlashCommand, SlashError, parse_slash
 from tui.conversation import Conversation
 from tui.messages import (
@@ -44,16 +45,16 @@ from tui.widgets.panels import (
 )
 
 if TYPE_CHECKING:
-    from core.monitor import ModelMonitor, ModelState
-    from core.stats import StatsCollector
+    from core.client.monitor import ModelMonitor, ModelState
+    from core.metrics.stats import StatsCollector
     from tui.backend import ConsoleBackend
 
 # What talks to servers (gRPC, numpy, protos, the batcher): loaded after the first frame.
 SERVING_MODULES = (
-    "core.client",
-    "core.chat",
-    "core.stats",
-    "core.monitor",
+    "core.client.serving",
+    "core.chat.adapters",
+    "core.metrics.stats",
+    "core.client.monitor",
     "tui.backend",
     "tui.live",
 )
@@ -63,7 +64,7 @@ class DeepChatApp(Conversation, SlashCommands, App[int]):
     """The deepchat-tfs console."""
 
     CSS_PATH = "app.tcss"
-    TITLE = "deepchat-tfs"
+    TITLE = APP_NAME
     COMMANDS = App.COMMANDS | {ConsoleCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]  # noqa: RUF012
     # Binding ids are the action names config.ui.key_bindings remaps.
@@ -113,7 +114,7 @@ class DeepChatApp(Conversation, SlashCommands, App[int]):
     def ensure_backend(self) -> ConsoleBackend:
         """The shared stats and backend, created on first use."""
         if self.backend is None:
-            from core.stats import StatsCollector
+            from core.metrics.stats import StatsCollector
             from tui.backend import ConsoleBackend
 
             if self.stats is None:
@@ -231,7 +232,7 @@ class DeepChatApp(Conversation, SlashCommands, App[int]):
         )
 
     def _new_monitor(self) -> None:
-        from core.monitor import ModelMonitor
+        from core.client.monitor import ModelMonitor
 
         if self.backend is None or self.backend.client is None:
             return

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from core.batcher import BatcherFull, MicroBatcher
-from core.chat import (
+from core.chat.adapters import (
     AdapterMismatch,
     AdapterSettings,
     ChatAdapter,
@@ -26,12 +25,19 @@ from core.chat import (
     make_adapter,
     sanitize_text,
 )
-from core.client import ClientSettings, ModelSpec, PredictResult, ServingClient, ServingError
-from core.stats import StatsCollector
+from core.client.batcher import BatcherFull, MicroBatcher
+from core.client.serving import (
+    ClientSettings,
+    ModelSpec,
+    PredictResult,
+    ServingClient,
+    ServingError,
+)
+from core.metrics.stats import StatsCollector
 from tui.options import ConsoleOptions
 
 if TYPE_CHECKING:
-    from core.embedded import EmbeddedServer
+    from core.embedded.launcher import EmbeddedServer
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,9 @@ class ConsoleBackend:
     async def _start(self) -> None:
         config = self.options.config
         if self.options.embedded:
-            from core.embedded import EmbeddedServer  # the child process; never TensorFlow here
+            from core.embedded.launcher import (
+                EmbeddedServer,  # the child process; never TensorFlow here
+            )
 
             embedded = config.embedded
             self.options.data_dir.mkdir(parents=True, exist_ok=True)

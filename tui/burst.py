@@ -1,5 +1,5 @@
 """The console's burst screen: a load form, live progress, the report with a latency chart, and
-past reports with side-by-side comparison. The load itself runs in core.burst's worker processes.
+past reports with side-by-side comparison. The load runs in core.load.burst's worker processes.
 """
 
 from __future__ import annotations
@@ -27,12 +27,18 @@ from textual.widgets import (
     TabPane,
 )
 
-from core.burst import BurstError, BurstProgress, BurstRun, BurstTarget
-from core.client import ClientSettings, ModelSpec, ServingError
-from core.loaddata import choose_inputs, fetch_signature
-from core.loadspec import BURST_HELP, LoadSpec, parse_burst_args
-from core.report import BenchReport, build_report, default_reports_dir, list_reports, save_report
-from core.report_text import compare_reports, latency_chart_lines, render_markdown
+from core.client.serving import ClientSettings, ModelSpec, ServingError
+from core.load.burst import BurstError, BurstProgress, BurstRun, BurstTarget
+from core.load.inputs import choose_inputs, fetch_signature
+from core.load.spec import BURST_HELP, LoadSpec, parse_burst_args
+from core.report.model import (
+    BenchReport,
+    build_report,
+    default_reports_dir,
+    list_reports,
+    save_report,
+)
+from core.report.text import compare_reports, latency_chart_lines, render_markdown
 
 DEFAULT_ARGS = "100rps 10s"
 

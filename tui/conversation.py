@@ -16,7 +16,7 @@ from tui.widgets.header import StatusHeader
 if TYPE_CHECKING:
     from textual.app import App
 
-    from core.transcript import Transcript
+    from core.chat.transcript import Transcript
     from tui.backend import ChatOutcome, ConsoleBackend
     from tui.options import ChatModel
     from tui.widgets.chat import ChatLog

@@ -11,9 +11,15 @@ from collections.abc import Callable
 
 from textual.message import Message
 
-from core.client import ServingError
-from core.monitor import Backoff, ModelMonitor, process_rss_bytes
-from core.scrape import MetricsScraper, ScrapeError, ServerMetrics, metrics_url, server_batching
+from core.client.monitor import Backoff, ModelMonitor, process_rss_bytes
+from core.client.scrape import (
+    MetricsScraper,
+    ScrapeError,
+    ServerMetrics,
+    metrics_url,
+    server_batching,
+)
+from core.client.serving import ServingError
 from tui.backend import ConsoleBackend
 from tui.messages import MetricsSampled, ModelProblem, ModelStateChanged, ServerStateChanged
 

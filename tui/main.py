@@ -59,7 +59,7 @@ def _run(
     signature_name: str | None,
 ) -> int:
     """Load the config (errors print before anything is drawn), then run the app."""
-    from core.config import ConfigError, load_config
+    from core.config.schema import ConfigError, load_config
     from tui.options import build_options
 
     # Targets go through the config loader, which validates them like the file's own.

@@ -11,8 +11,8 @@ from textual.css.query import NoMatches
 from textual.message import Message
 
 if TYPE_CHECKING:
-    from core.monitor import ModelState
-    from core.scrape import ServerBatching
+    from core.client.monitor import ModelState
+    from core.client.scrape import ServerBatching
     from tui.backend import ChatOutcome
 
 

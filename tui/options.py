@@ -1,7 +1,7 @@
 """What the console runs with: the loaded config plus command-line choices (no Textual here).
 
 Nothing here imports the serving modules (gRPC, numpy, protos) at import time: the console draws
-its first frame from these options before it loads them (about 0.13 s on this machine).
+its first frame from these options before it loads them (pydantic and the config models).
 """
 
 from __future__ import annotations
@@ -14,20 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import platformdirs
-
-from core.config import Config
+from core.config.schema import Config
+from core.identity import data_dir
 
 if TYPE_CHECKING:
-    from core.chat import AdapterSettings
-    from core.client import ModelSpec
-
-APP_NAME = "deepchat-tfs"
+    from core.chat.adapters import AdapterSettings
+    from core.client.serving import ModelSpec
 
 
 def default_data_dir() -> Path:
     """The user data dir: transcript, exports, the embedded server's log and demo model."""
-    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+    return data_dir()
 
 
 def wall_clock() -> str:
@@ -84,8 +81,8 @@ class ChatModel:
     @classmethod
     def from_choice(cls, choice: ModelChoice) -> ChatModel:
         """The ChatModel for a choice (loads the serving modules on first use)."""
-        from core.chat import AdapterSettings
-        from core.client import ModelSpec
+        from core.chat.adapters import AdapterSettings
+        from core.client.serving import ModelSpec
 
         if choice.adapter is None:
             adapter = AdapterSettings(config_path=choice.config_path)

@@ -17,8 +17,8 @@ from tui.options import ChatModel, pinned
 from tui.widgets.chat import spec_label
 
 if TYPE_CHECKING:
-    from core.monitor import ModelMonitor, ModelState
-    from core.transcript import Transcript
+    from core.chat.transcript import Transcript
+    from core.client.monitor import ModelMonitor, ModelState
     from tui.backend import ConsoleBackend
     from tui.options import ConsoleOptions
     from tui.widgets.chat import ChatLog

@@ -1,4 +1,4 @@
-"""Tests for core.batcher: batching rules, exactly-once answers, overload, shutdown."""
+"""Tests for core.client.batcher: batching rules, exactly-once answers, overload, shutdown."""
 
 from __future__ import annotations
 
@@ -15,9 +15,15 @@ import grpc
 import numpy as np
 import pytest
 
-from core.batcher import BatcherClosed, BatcherFull, BatchOutputError, MicroBatcher
-from core.client import ClientSettings, ModelSpec, PredictResult, ServingClient, ServingError
-from core.stats import StatsCollector
+from core.client.batcher import BatcherClosed, BatcherFull, BatchOutputError, MicroBatcher
+from core.client.serving import (
+    ClientSettings,
+    ModelSpec,
+    PredictResult,
+    ServingClient,
+    ServingError,
+)
+from core.metrics.stats import StatsCollector
 from tests.fixtures.fault_servicer import (
     Behaviour,
     FaultServer,

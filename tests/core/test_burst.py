@@ -1,4 +1,4 @@
-"""Load runs across worker processes (core.burst): merged results, abort, failures, no orphans."""
+"""Load runs across worker processes (core.load.burst): merged results, abort, no orphans."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import psutil
 import pytest
 
-from core.burst import BurstError, BurstProgress, BurstRun, BurstTarget
-from core.client import ClientSettings, ModelSpec
-from core.loadspec import LoadSpec
-from core.report import REPORT_FIELDS, build_report, validate_report
+from core.client.serving import ClientSettings, ModelSpec
+from core.load.burst import BurstError, BurstProgress, BurstRun, BurstTarget
+from core.load.spec import LoadSpec
+from core.report.model import REPORT_FIELDS, build_report, validate_report
 from tests.fixtures.fault_servicer import Behaviour, FaultServer, fault_server_fixture  # noqa: F401
 
 ROW = {"x": np.ones((1, 3), np.float32)}

@@ -1,4 +1,4 @@
-"""core.channel through a ServingClient: retries, limits, metadata, TLS/mTLS, round robin."""
+"""core.client.channel through a ServingClient: retries, limits, metadata, TLS/mTLS, round robin."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.channel import channel_options, resolve_target, service_config
-from core.client import ClientSettings, ModelSpec, ServingClient, ServingError, TlsSettings
-from core.config import load_config
+from core.client.channel import channel_options, resolve_target, service_config
+from core.client.serving import ClientSettings, ModelSpec, ServingClient, ServingError, TlsSettings
+from core.config.schema import load_config
 from tests.fixtures.fault_servicer import (
     Behaviour,
     FaultServer,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
-from core.chat import (
+from core.chat.adapters import (
     AdapterMismatch,
     AdapterSettings,
     ClassifyAdapter,
@@ -19,7 +19,7 @@ from core.chat import (
     make_adapter,
     sanitize_text,
 )
-from core.client import SignatureInfo, TensorInfo
+from core.client.serving import SignatureInfo, TensorInfo
 
 
 def signature(inputs: dict[str, tuple[str, tuple[int, ...]]], outputs: dict) -> SignatureInfo:

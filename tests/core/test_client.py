@@ -1,4 +1,4 @@
-"""core.client against a real grpc.aio server: every call, error mapping, deadlines, stats."""
+"""core.client.serving against a real grpc.aio server: calls, error mapping, deadlines, stats."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import grpc
 import numpy as np
 import pytest
 
-from core import protos
-from core.client import (
+from core.client.serving import (
     ClientSettings,
     ModelSpec,
     ServingClient,
@@ -22,8 +21,9 @@ from core.client import (
     VersionStatus,
     make_example,
 )
-from core.stats import StatsCollector
-from core.tensors import make_tensor_proto
+from core.metrics.stats import StatsCollector
+from core.wire import protos
+from core.wire.tensors import make_tensor_proto
 from tests.fixtures.fault_servicer import (
     Behaviour,
     FaultServer,
@@ -281,7 +281,7 @@ def test_settings_and_model_spec_reject_contradictions() -> None:
 
 def test_importing_the_client_leaves_tensorflow_and_textual_out() -> None:
     probe = (
-        "import json, sys, core.client; print(json.dumps(sorted(m for m in sys.modules "
+        "import json, sys, core.client.serving; print(json.dumps(sorted(m for m in sys.modules "
         "if m.startswith(('tensorflow.python', 'textual', 'server')))))"
     )
     result = subprocess.run(

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from core.config import Config, ConfigError, LoadedConfig, load_config
-from core.config_loader import field_type, is_model
-from core.config_reference import END_MARKER, START_MARKER, main, reference_markdown
+from core.config.loader import field_type, is_model
+from core.config.reference import END_MARKER, START_MARKER, main, reference_markdown
+from core.config.schema import Config, ConfigError, LoadedConfig, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 TFS = "model_serving.tensorflow_serving"
@@ -375,7 +375,7 @@ def test_readme_holds_the_generated_reference(tmp_path: Path) -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     section = readme.split(START_MARKER, 1)[1].split(END_MARKER, 1)[0]
     assert section == "\n" + reference_markdown(), (
-        "README's configuration reference is stale: run `.venv/bin/python -m core.config_reference"
+        "README's configuration reference is stale: run `.venv/bin/python -m core.config.reference"
         " README.md`"
     )
     for key in (

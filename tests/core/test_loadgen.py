@@ -1,4 +1,4 @@
-"""Open- and closed-loop generation against a real grpc.aio server (core.loadgen, loadstats)."""
+"""Open- and closed-loop generation against a real grpc.aio server (core.load.generator)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from core.client import ClientSettings, ModelSpec, ServingClient
-from core.loadgen import LoadGenerator, SendFunction, error_code
-from core.loadspec import parse_schedule
-from core.loadstats import LoadRecorder, LoadTotals, summarize_ms
+from core.client.serving import ClientSettings, ModelSpec, ServingClient
+from core.load.generator import LoadGenerator, SendFunction, error_code
+from core.load.spec import parse_schedule
+from core.metrics.load import LoadRecorder, LoadTotals, summarize_ms
 from tests.fixtures.fault_servicer import Behaviour, FaultServer, fault_server_fixture  # noqa: F401
 
 INPUTS = {"x": np.ones((1, 3), np.float32)}
@@ -125,7 +125,7 @@ async def test_closed_loop_keeps_n_requests_in_flight_and_stops_at_the_count(
         peak = max(peak, in_flight)
         await asyncio.sleep(0.005)
         in_flight -= 1
-        from core import protos
+        from core.wire import protos
 
         return protos.predict_pb2.PredictResponse()
 
@@ -182,7 +182,7 @@ async def test_abort_stops_issuing_at_once_and_keeps_what_was_measured(
 
 
 def test_error_code_names_grpc_codes_and_timeouts() -> None:
-    from core.client import ServingError
+    from core.client.serving import ServingError
 
     assert error_code(ServingError("UNAVAILABLE", "down")) == "UNAVAILABLE"
     assert error_code(TimeoutError()) == "DEADLINE_EXCEEDED"

@@ -1,4 +1,4 @@
-"""Arrival schedules, LoadSpec checks and the `/burst` argument parser (core.loadspec)."""
+"""Arrival schedules, LoadSpec checks and the `/burst` argument parser (core.load.spec)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from core.loadspec import LoadSpec, parse_burst_args, parse_duration, parse_schedule
+from core.load.spec import LoadSpec, parse_burst_args, parse_duration, parse_schedule
 
 
 def sends_per_second(offsets: list[float], seconds: int) -> list[int]:

@@ -1,13 +1,13 @@
-"""--find-max's search and --sweep's settings (core.loadsearch)."""
+"""--find-max's search and --sweep's settings (core.bench.search)."""
 
 from __future__ import annotations
 
 import pytest
 
-from core.loadsearch import find_max_rate, sweep_specs
-from core.loadspec import LoadSpec
-from core.report import BenchReport, build_report
-from core.slo import parse_slo
+from core.bench.search import find_max_rate, sweep_specs
+from core.load.spec import LoadSpec
+from core.report.model import BenchReport, build_report
+from core.report.slo import parse_slo
 from tests.core.test_report import make_result
 
 

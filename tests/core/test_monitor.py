@@ -8,8 +8,8 @@ import random
 import grpc
 import pytest
 
-from core.client import ClientSettings, ModelSpec, ServingClient, ServingError
-from core.monitor import Backoff, ModelMonitor, process_rss_bytes
+from core.client.monitor import Backoff, ModelMonitor, process_rss_bytes
+from core.client.serving import ClientSettings, ModelSpec, ServingClient, ServingError
 from tests.fixtures.fault_servicer import Behaviour, FaultServer, fault_server_fixture  # noqa: F401
 
 

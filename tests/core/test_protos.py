@@ -1,4 +1,4 @@
-"""core.protos loads TF Serving's messages without initializing the TensorFlow runtime."""
+"""core.wire.protos loads TF Serving's messages without initializing the TensorFlow runtime."""
 
 from __future__ import annotations
 
@@ -23,24 +23,24 @@ def run_python(code: str) -> dict:
 
 
 CONSOLE_MODULES = [
-    "core.protos",
-    "core.dtypes",
-    "core.nested",
-    "core.tensors",
-    "core.rest_json",
-    "core.config",
-    "core.client",
-    "core.batcher",
-    "core.latency",
-    "core.stats",
-    "core.chat",
-    "core.transcript",
-    "core.scrape",
-    "core.monitor",
-    "core.embedded",
-    "core.burst",
-    "core.loadgen",
-    "core.report",
+    "core.wire.protos",
+    "core.wire.dtypes",
+    "core.wire.nested",
+    "core.wire.tensors",
+    "core.wire.rest_json",
+    "core.config.schema",
+    "core.client.serving",
+    "core.client.batcher",
+    "core.metrics.latency",
+    "core.metrics.stats",
+    "core.chat.adapters",
+    "core.chat.transcript",
+    "core.client.scrape",
+    "core.client.monitor",
+    "core.embedded.launcher",
+    "core.load.burst",
+    "core.load.generator",
+    "core.report.model",
     "tui.app",
     "tui.main",
     "tui.burst",
@@ -53,7 +53,7 @@ def test_importing_protos_leaves_tensorflow_runtime_unloaded() -> None:
     report = run_python(
         """
         import json, sys
-        import core.protos as p
+        import core.wire.protos as p
         request = p.predict_pb2.PredictRequest()
         request.model_spec.name = "m"
         request.inputs["x"].dtype = p.types_pb2.DT_FLOAT
@@ -93,7 +93,7 @@ def test_real_tensorflow_import_afterwards_shares_message_classes() -> None:
     report = run_python(
         """
         import json
-        import core.protos as p
+        import core.wire.protos as p
         import tensorflow as tf
         from tensorflow.core.framework import tensor_pb2
         from tensorflow_serving.apis import predict_pb2

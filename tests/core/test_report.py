@@ -1,4 +1,4 @@
-"""Report JSON, Markdown and comparison (core.report) and SLO terms (core.slo)."""
+"""Report JSON, Markdown and comparison (core.report.model) and SLO terms (core.report.slo)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.burst import BurstResult, BurstTarget
-from core.client import ClientSettings, ModelSpec
-from core.loadspec import LoadSpec
-from core.loadstats import LoadRecorder, LoadTotals
-from core.report import (
+from core.client.serving import ClientSettings, ModelSpec
+from core.load.burst import BurstResult, BurstTarget
+from core.load.spec import LoadSpec
+from core.metrics.load import LoadRecorder, LoadTotals
+from core.report.model import (
     REPORT_FIELDS,
     BenchReport,
     build_report,
@@ -22,13 +22,13 @@ from core.report import (
     save_report,
     validate_report,
 )
-from core.report_text import (
+from core.report.slo import evaluate_slo, parse_slo
+from core.report.text import (
     compare_reports,
     latency_chart_lines,
     render_markdown,
     render_table,
 )
-from core.slo import evaluate_slo, parse_slo
 
 
 def make_result(

@@ -1,4 +1,4 @@
-"""core.rest_json: TF Serving's REST predict JSON <-> numpy arrays."""
+"""core.wire.rest_json: TF Serving's REST predict JSON <-> numpy arrays."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from core.protos import types_pb2
-from core.rest_json import (
+from core.wire.protos import types_pb2
+from core.wire.rest_json import (
     UNNAMED_INPUT,
     UNNAMED_OUTPUT,
     decode_predict_request,
@@ -21,7 +21,7 @@ from core.rest_json import (
     encode_predict_request,
     encode_predict_response,
 )
-from core.tensors import tf_dtype
+from core.wire.tensors import tf_dtype
 
 DT = types_pb2
 DOCS_ROWS = """{"instances": [

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from core.scrape import (
+from core.client.scrape import (
     PROCESSED_BATCH_SIZE,
     QUEUING_LATENCY,
     REQUEST_COUNT,

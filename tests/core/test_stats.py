@@ -1,4 +1,4 @@
-"""Tests for core.stats: HDR latency summaries, the sliding window, deltas across processes."""
+"""core.metrics.stats: HDR latency summaries, the sliding window, deltas across processes."""
 
 from __future__ import annotations
 
@@ -12,13 +12,9 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from core.stats import (
-    HIGHEST_TRACKABLE_US,
-    LatencyRecorder,
-    StatsCollector,
-    StatsSnapshot,
-    _bucket_values_us,
-)
+from core.metrics.latency import HIGHEST_TRACKABLE_US, LatencyRecorder, bucket_values_us
+from core.metrics.load import LoadRecorder
+from core.metrics.stats import StatsCollector, StatsSnapshot
 
 
 class FakeClock:
@@ -40,7 +36,7 @@ def _reference(latencies_us: list[int]) -> HdrHistogram:
 
 def test_bucket_values_match_hdrhistogram_for_every_index() -> None:
     histogram = HdrHistogram(1, HIGHEST_TRACKABLE_US, 3)
-    highest, median = _bucket_values_us()
+    highest, median = bucket_values_us()
     assert len(highest) == histogram.counts_len
     for index in range(0, histogram.counts_len, 7):
         value = histogram.get_value_from_index(index)
@@ -279,14 +275,18 @@ def test_rejects_a_window_below_one_second() -> None:
 
 def test_deltas_from_workers_merge_into_a_parent() -> None:
     clock = FakeClock()
-    workers = [StatsCollector(clock=clock) for _ in range(2)]
+    workers = [LoadRecorder(worker=index) for index in range(2)]
     parent = StatsCollector(clock=clock)
-    workers[0].record(0.001, "OK", served_version=1)
-    workers[0].record(0.003, "UNAVAILABLE")
-    workers[1].record(0.100, "OK", served_version=2)
-    workers[1].record_batch(3, 4)
+    for latency_s, code, version, worker in (
+        (0.001, "OK", 1, workers[0]),
+        (0.003, "UNAVAILABLE", None, workers[0]),
+        (0.100, "OK", 2, workers[1]),
+    ):
+        worker.sent(0.0, 0.0)
+        worker.finished(0.0, 0.0, latency_s, code, served_version=version)
+    workers[1].batch_sent(3)
     for worker in workers:
-        parent.merge_delta(pickle.loads(pickle.dumps(worker.export_delta())))
+        parent.merge_delta(pickle.loads(pickle.dumps(worker.take_delta())), batch_max_size=4)
     snapshot = parent.snapshot()
     assert snapshot.requests_total == 3 and snapshot.ok_total == 2
     assert snapshot.errors_by_code == {"UNAVAILABLE": 1}
@@ -296,15 +296,16 @@ def test_deltas_from_workers_merge_into_a_parent() -> None:
     assert snapshot.batch_fill_ratio == 0.75 and snapshot.batch_max_size == 4
     assert snapshot.qps_history == ()
 
-    # A second export carries only what happened since the first, across a second boundary.
+    # A second delta carries only what happened since the first, across a second boundary.
     clock.now += 2.5
-    workers[0].record(0.002, "OK", served_version=1)
-    delta = workers[0].export_delta()
-    assert delta.requests == 1 and delta.ok == 1 and delta.errors_by_code == {}
+    workers[0].sent(0.0, 0.0)
+    workers[0].finished(0.0, 0.0, 0.002, "OK", served_version=1)
+    delta = workers[0].take_delta()
+    assert delta.finished == 1 and delta.ok == 1 and delta.errors == {}
     assert delta.versions == {1: 1}
-    assert LatencyRecorder.decode(delta.latency_hdr).summary().max_ms == pytest.approx(2, rel=1e-3)
-    empty = workers[0].export_delta()
-    assert empty.requests == 0 and LatencyRecorder.decode(empty.latency_hdr).count == 0
+    assert LatencyRecorder.decode(delta.corrected).summary().max_ms == pytest.approx(2, rel=1e-3)
+    empty = workers[0].take_delta()
+    assert empty.finished == 0 and LatencyRecorder.decode(empty.corrected).count == 0
 
 
 def test_concurrent_recording_from_threads_loses_nothing() -> None:
@@ -330,10 +331,10 @@ def test_concurrent_recording_from_threads_loses_nothing() -> None:
 
 
 def test_from_counts_keeps_max_and_total() -> None:
-    counts = np.zeros_like(_bucket_values_us()[0], dtype=np.uint64)
+    counts = np.zeros_like(bucket_values_us()[0], dtype=np.uint64)
     counts[10] = 4
     counts[2000] = 1
     recorder = LatencyRecorder.from_counts(counts)
     assert recorder.count == 5
-    assert recorder.summary().max_ms == _bucket_values_us()[0][2000] / 1000
+    assert recorder.summary().max_ms == bucket_values_us()[0][2000] / 1000
     assert LatencyRecorder.decode(recorder.encode()).summary() == recorder.summary()

@@ -1,4 +1,4 @@
-"""core.tensors: numpy <-> TensorProto for every dtype TF Serving carries, without TF."""
+"""core.wire.tensors: numpy <-> TensorProto for every dtype TF Serving carries, without TF."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from core.protos import tensor_pb2, types_pb2
-from core.tensors import (
+from core.wire.protos import tensor_pb2, types_pb2
+from core.wire.tensors import (
     dtype_name,
     make_ndarray,
     make_tensor_proto,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.transcript import (
+from core.chat.transcript import (
     MIGRATIONS,
     SCHEMA_VERSION,
     Transcript,

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from cli.bench import main
-from core.report import REPORT_FIELDS, load_report
+from core.report.model import REPORT_FIELDS, load_report
 from tests.fixtures.fault_servicer import Behaviour, FaultServer, fault_server_fixture  # noqa: F401
 
 DATA = '{"instances": [[1.0, 2.0, 3.0]]}'
@@ -164,7 +164,7 @@ async def test_find_max_reports_the_highest_rate_meeting_the_slo(
 def test_compare_prints_reports_side_by_side(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from core.report import build_report, save_report
+    from core.report.model import build_report, save_report
     from tests.core.test_report import make_result
 
     first = save_report(build_report(make_result([20.0] * 45), label="seed"), tmp_path / "a.json")

@@ -7,8 +7,8 @@ from typing import Any
 import grpc
 import numpy as np
 
-from core import protos
-from core.tensors import make_ndarray, make_tensor_proto
+from core.wire import protos
+from core.wire.tensors import make_ndarray, make_tensor_proto
 
 
 def predict_request(

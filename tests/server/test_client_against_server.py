@@ -1,12 +1,12 @@
-"""The team's own client (core.client) against the embedded server: the two agree on the wire."""
+"""Our client (core.client.serving) against the embedded server: the two agree on the wire."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from core.client import ClientSettings, ModelSpec, ServingClient, ServingError
-from core.embedded import EmbeddedServer
+from core.client.serving import ClientSettings, ModelSpec, ServingClient, ServingError
+from core.embedded.launcher import EmbeddedServer
 from tests.fixtures.servers import HALF_PLUS_TWO_VERSION
 
 pytestmark = pytest.mark.slow

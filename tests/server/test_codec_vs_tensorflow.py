@@ -1,4 +1,4 @@
-"""core.tensors agrees with tf.make_tensor_proto / tf.make_ndarray on every dtype, both ways."""
+"""core.wire.tensors agrees with tf.make_tensor_proto / tf.make_ndarray on every dtype."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from core.protos import tensor_pb2
-from core.tensors import (
+from core.wire.protos import tensor_pb2
+from core.wire.tensors import (
     make_ndarray,
     make_tensor_proto,
     numpy_dtype,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.embedded import EmbeddedServer
+from core.embedded.launcher import EmbeddedServer
 from tests.server.grpc_helpers import Stubs, open_channel, outputs_of, predict_request
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""core.embedded: the launcher the console and bench use to run the server as a child."""
+"""core.embedded.launcher: the launcher the console and bench use to run the server as a child."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import numpy as np
 import psutil
 import pytest
 
-from core import embedded, protos
-from core.embedded import EmbeddedServer, EmbeddedServerError
+from core.embedded import launcher as embedded
+from core.embedded.launcher import EmbeddedServer, EmbeddedServerError
+from core.wire import protos
 from tests.server.grpc_helpers import Stubs, open_channel, outputs_of, predict_request
 
 pytestmark = pytest.mark.slow
@@ -66,7 +67,7 @@ def test_the_server_exits_when_its_parent_is_killed(
         f"""
         import sys, time
         from pathlib import Path
-        from core.embedded import EmbeddedServer
+        from core.embedded.launcher import EmbeddedServer
         server = EmbeddedServer("tf2_add", Path({str(saved_models_root / "tf2_add")!r}),
                                 enable_batching=False, log_path=Path({str(tmp_path / "s.log")!r}))
         server.start_sync()

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core import protos
+from core.wire import protos
 from server.batching import BatchingParameters
 from server.errors import BATCH_QUEUE_FULL_MESSAGE, ServingStatus
 from server.execution import Executor

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from core import protos
+from core.wire import protos
 from server.config import (
     DEFAULT_PROMETHEUS_PATH,
     ConfigFileError,

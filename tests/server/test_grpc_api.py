@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2
 
-from core import protos
-from core.embedded import EmbeddedServer
-from core.tensors import make_tensor_proto
+from core.embedded.launcher import EmbeddedServer
+from core.wire import protos
+from core.wire.tensors import make_tensor_proto
 from tests.fixtures.servers import HALF_PLUS_TWO_VERSION
 from tests.server.grpc_helpers import (
     Stubs,

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core import protos
-from core.tensors import make_tensor_proto
+from core.wire import protos
+from core.wire.tensors import make_tensor_proto
 from server import inference
 from server.errors import ServingStatus
 

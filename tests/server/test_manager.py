@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from core import protos
+from core.wire import protos
 from server.errors import ServingStatus
 from server.manager import ModelManager
 

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from core.embedded import EmbeddedServer
+from core.embedded.launcher import EmbeddedServer
 from tests.fixtures.servers import HALF_PLUS_TWO_VERSION, PROMETHEUS_PATH
 
 pytestmark = pytest.mark.slow

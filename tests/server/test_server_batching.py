@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from core.embedded import EmbeddedServer
+from core.embedded.launcher import EmbeddedServer
 from tests.fixtures.servers import PROMETHEUS_PATH
 from tests.server.grpc_helpers import Stubs, open_channel, outputs_of, predict_request, rpc_error
 

@@ -12,8 +12,8 @@ import grpc
 import numpy as np
 import pytest
 
-from core import protos
-from core.embedded import EmbeddedServer
+from core.embedded.launcher import EmbeddedServer
+from core.wire import protos
 from tests.fixtures.models import copy_model
 from tests.fixtures.servers import model_config_text
 from tests.server.grpc_helpers import Stubs, open_channel, predict_request, rpc_error

@@ -13,10 +13,10 @@ import pytest
 import pytest_asyncio
 from textual.pilot import Pilot
 
-from core import protos
-from core.config import Config
-from core.stats import StatsCollector
-from core.tensors import make_ndarray, make_tensor_proto
+from core.config.schema import Config
+from core.metrics.stats import StatsCollector
+from core.wire import protos
+from core.wire.tensors import make_ndarray, make_tensor_proto
 from tests.fixtures.fault_servicer import Behaviour, FaultServer
 from tui.app import DeepChatApp
 from tui.options import ConsoleOptions, build_options

@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 from textual.widgets import Markdown, Static
 
-from core.transcript import Transcript
+from core.chat.transcript import Transcript
 from tests.fixtures.fault_servicer import Behaviour, FaultServer
 from tests.tui.conftest import chat_behaviour, echo_predict, make_config, wait_for
 from tui.app import DeepChatApp

@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from core.embedded import EmbeddedServer
+from core.embedded.launcher import EmbeddedServer
 from tests.fixtures.servers import demo_model_base_path, demo_server  # noqa: F401
 from tests.tui.conftest import make_config, remote_options, wait_for
 from tests.tui.test_app_chat import answered, send, visible_text

@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import grpc
 
-from core.client import VersionStatus
-from core.monitor import Backoff, ModelMonitor, ModelState
-from core.scrape import ServerBatching
-from core.stats import StatsCollector
+from core.client.monitor import Backoff, ModelMonitor, ModelState
+from core.client.scrape import ServerBatching
+from core.client.serving import VersionStatus
+from core.metrics.stats import StatsCollector
 from tests.fixtures.fault_servicer import FaultServer
 from tests.tui.conftest import chat_behaviour, frozen_stats, wait_for
 from tests.tui.test_app_chat import answered, send
@@ -107,7 +107,7 @@ async def test_server_down_marks_panels_and_recovers(
 async def test_poll_loop_backs_off_while_down_and_resets_when_back(
     chat_server: FaultServer,
 ) -> None:
-    from core.client import ClientSettings, ModelSpec, ServingClient
+    from core.client.serving import ClientSettings, ModelSpec, ServingClient
 
     posted: list[object] = []
     chat_server.behaviour = chat_behaviour(error=(grpc.StatusCode.UNAVAILABLE, "down"))
@@ -182,8 +182,8 @@ async def test_metrics_memory_and_problems_from_messages(
 
 
 def test_burst_lines_summarise_progress() -> None:
-    from core.burst import BurstProgress
-    from core.stats import LatencySummary
+    from core.load.burst import BurstProgress
+    from core.metrics.latency import LatencySummary
 
     progress = BurstProgress(
         state="running",

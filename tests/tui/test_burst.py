@@ -9,9 +9,9 @@ import psutil
 from textual.app import App
 from textual.widgets import DataTable, Label, Markdown, Static
 
-from core import protos
-from core.client import ModelSpec
-from core.report import BenchReport, build_report, save_report
+from core.client.serving import ModelSpec
+from core.report.model import BenchReport, build_report, save_report
+from core.wire import protos
 from tests.core.test_report import make_result
 from tests.fixtures.fault_servicer import Behaviour, FaultServer, fault_server_fixture  # noqa: F401
 from tui.burst import BurstScreen

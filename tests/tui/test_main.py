@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.config import Config
+from core.config.schema import Config
 from tests.tui.conftest import make_config
 from tui.main import chat_main, main
 from tui.options import build_options
@@ -39,8 +39,9 @@ def test_the_first_frame_needs_no_serving_modules() -> None:
     # What the console imports before drawing; gRPC, numpy, aiohttp and Markdown load afterwards.
     result = run_python(
         "import sys\n"
-        "import core.config, tui.options, tui.app\n"
-        "heavy = ('grpc', 'numpy', 'aiohttp', 'markdown_it', 'core.client', 'core.stats')\n"
+        "import core.config.schema, tui.options, tui.app\n"
+        "heavy = ('grpc', 'numpy', 'aiohttp', 'markdown_it', 'core.client.serving',"
+        " 'core.metrics.stats')\n"
         "print(sorted(name for name in heavy if name in sys.modules))"
     )
     assert result.returncode == 0, result.stderr
@@ -128,7 +129,7 @@ def test_build_options_from_config_and_flags(tmp_path: Path) -> None:
 def test_kill_server_now_stops_the_child_after_a_crash(tmp_path: Path) -> None:
     import psutil
 
-    from core.stats import StatsCollector
+    from core.metrics.stats import StatsCollector
     from tui.backend import ConsoleBackend
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

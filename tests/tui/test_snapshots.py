@@ -15,10 +15,10 @@ from typing import Any
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from core.chat import ChatReply
-from core.client import ModelMetadata, ModelSpec, SignatureInfo, TensorInfo, VersionStatus
-from core.monitor import ModelState
-from core.scrape import ServerBatching
+from core.chat.adapters import ChatReply
+from core.client.monitor import ModelState
+from core.client.scrape import ServerBatching
+from core.client.serving import ModelMetadata, ModelSpec, SignatureInfo, TensorInfo, VersionStatus
 from tests.tui.conftest import frozen_stats, offline_options, wait_for
 from tui.app import DeepChatApp
 from tui.backend import ChatOutcome, failure

@@ -1,7 +1,8 @@
 """The chat pane: prompts, replies (Markdown), inline errors with retry, /compare side by side.
 
-Model output and server messages are untrusted: they arrive sanitized (core.chat.sanitize_text)
-and are shown as Content or Markdown text, never parsed as Rich/Textual markup.
+Model output and server messages are untrusted: they arrive sanitized
+(core.chat.adapters.sanitize_text) and are shown as Content or Markdown text, never parsed as
+Rich/Textual markup.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tui.format import CRIT_STYLE, DIM_STYLE, format_ms
 from tui.options import ChatModel, describe_model
 
 if TYPE_CHECKING:
-    from core.client import ModelSpec
+    from core.client.serving import ModelSpec
     from tui.backend import ChatOutcome
 
 

@@ -14,11 +14,12 @@ from textual.content import Content
 from textual.widget import Widget
 
 if TYPE_CHECKING:
-    from core.burst import BurstProgress
-    from core.monitor import ModelState
-    from core.report import BenchReport
-    from core.scrape import ServerBatching
-    from core.stats import LatencySummary, StatsSnapshot
+    from core.client.monitor import ModelState
+    from core.client.scrape import ServerBatching
+    from core.load.burst import BurstProgress
+    from core.metrics.latency import LatencySummary
+    from core.metrics.stats import StatsSnapshot
+    from core.report.model import BenchReport
 from tui.format import (
     CRIT_STYLE,
     DIM_STYLE,
@@ -62,8 +63,8 @@ class Panel(Widget):
 
 
 def sanitize_text(text: str) -> str:
-    """core.chat's sanitizer, imported on first use (panels draw before numpy is loaded)."""
-    from core.chat import sanitize_text as sanitize
+    """The chat sanitizer, imported on first use (panels draw before numpy is loaded)."""
+    from core.chat.adapters import sanitize_text as sanitize
 
     return sanitize(text)
 

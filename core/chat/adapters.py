@@ -20,7 +20,7 @@ import numpy as np
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-    from core.client import SignatureInfo, TensorInfo
+    from core.client.serving import SignatureInfo, TensorInfo
 
 ADAPTER_KINDS = ("text", "classify", "tokens")
 

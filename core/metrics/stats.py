@@ -6,46 +6,31 @@ in-flight requests and client-side batches. Latencies go into HDR histograms (1 
 sliding window, plus a cumulative one, so memory stays flat however long the console runs.
 ``snapshot()`` returns one immutable ``StatsSnapshot`` that every panel and report reads.
 
-Worker processes merge into a parent collector with ``export_delta()`` (picklable, the latency
-histogram encoded by hdrhistogram) and ``merge_delta()``; ``LatencyRecorder`` (core.latency)
-is the histogram on its own, with ``encode()``, ``decode()`` and ``add()``.
+Load workers stream ``LoadDelta``s (core.metrics.load) that ``merge_delta()`` adds in;
+``LatencyRecorder`` (core.metrics.latency) is the histogram on its own.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-# The latency types live in core.latency; they are re-exported here (see __all__).
-from core.latency import (
-    EMPTY_LATENCY,
-    HIGHEST_TRACKABLE_US,
-    LOWEST_TRACKABLE_US,
-    SIGNIFICANT_FIGURES,
+from core.metrics.latency import (
     LatencyRecorder,
     LatencySummary,
-    _bucket_values_us,
-    _summarize,
+    bucket_values_us,
+    summarize_counts,
 )
 
-__all__ = [
-    "EMPTY_LATENCY",
-    "HIGHEST_TRACKABLE_US",
-    "LOWEST_TRACKABLE_US",
-    "SIGNIFICANT_FIGURES",
-    "LatencyRecorder",
-    "LatencySummary",
-    "StatsCollector",
-    "StatsDelta",
-    "StatsSnapshot",
-]
+if TYPE_CHECKING:
+    from core.metrics.load import LoadDelta
 
 
 @dataclass(frozen=True)
@@ -77,21 +62,6 @@ class StatsSnapshot:
     window_versions: dict[int, int] = field(default_factory=dict)
     batch_size_mean_total: float | None = None
     batch_fill_ratio_total: float | None = None
-
-
-@dataclass(frozen=True)
-class StatsDelta:
-    """What a collector recorded since its previous delta; picklable, for another process."""
-
-    requests: int
-    ok: int
-    errors_by_code: dict[str, int]
-    versions: dict[int, int]
-    latency_hdr: bytes
-    batches: int
-    batch_rows: int
-    batch_capacity: int
-    batch_max_size: int | None
 
 
 @dataclass
@@ -131,18 +101,6 @@ class _Counters:
         self.batches += other.batches
         self.batch_rows += other.batch_rows
         self.batch_capacity += other.batch_capacity
-
-    def minus(self, earlier: _Counters) -> _Counters:
-        """These counts less an earlier copy of them (keys that did not change left out)."""
-        return _Counters(
-            self.requests - earlier.requests,
-            self.ok - earlier.ok,
-            self.errors_by_code - earlier.errors_by_code,
-            self.versions - earlier.versions,
-            self.batches - earlier.batches,
-            self.batch_rows - earlier.batch_rows,
-            self.batch_capacity - earlier.batch_capacity,
-        )
 
 
 @dataclass
@@ -191,11 +149,9 @@ class StatsCollector:
         self._closed: deque[_Second] = deque()  # closed seconds still inside the window
         self._history: deque[int] = deque(maxlen=self._history_seconds)
         self._totals = _Counters()
-        self._closed_latency_counts = np.zeros_like(_bucket_values_us()[0], dtype=np.uint64)
+        self._closed_latency_counts = np.zeros_like(bucket_values_us()[0], dtype=np.uint64)
         self._in_flight = 0
         self._batch_max_size: int | None = None
-        self._delta_counters = _Counters()
-        self._delta_latency_counts = np.zeros_like(self._closed_latency_counts)
 
     def request_started(self) -> None:
         """Count a request as in flight."""
@@ -288,8 +244,8 @@ class StatsCollector:
                 errors_by_code=dict(totals.errors_by_code),
                 qps=window_counters.requests / span_s,
                 qps_history=tuple(float(count) for count in self._history),
-                latency=_summarize(window_latency),
-                latency_total=_summarize(self._total_latency_counts()),
+                latency=summarize_counts(window_latency),
+                latency_total=summarize_counts(self._total_latency_counts()),
                 success_rate=_ratio(window_counters.ok, window_counters.requests),
                 in_flight=self._in_flight,
                 batches_total=totals.batches,
@@ -303,44 +259,22 @@ class StatsCollector:
                 batch_fill_ratio_total=_ratio(totals.batch_rows, totals.batch_capacity),
             )
 
-    def export_delta(self) -> StatsDelta:
-        """What was recorded since the previous export_delta() (or since the start)."""
-        with self._lock:
-            self._advance(self._clock())
-            latency_counts = self._total_latency_counts()
-            latency_delta = latency_counts - self._delta_latency_counts
-            counters_delta = self._totals.minus(self._delta_counters)
-            self._delta_latency_counts = latency_counts
-            self._delta_counters = copy.deepcopy(self._totals)
-            batch_max_size = self._batch_max_size
-        return StatsDelta(
-            requests=counters_delta.requests,
-            ok=counters_delta.ok,
-            errors_by_code=dict(counters_delta.errors_by_code),
-            versions=dict(counters_delta.versions),
-            latency_hdr=LatencyRecorder.from_counts(latency_delta).encode(),
-            batches=counters_delta.batches,
-            batch_rows=counters_delta.batch_rows,
-            batch_capacity=counters_delta.batch_capacity,
-            batch_max_size=batch_max_size,
-        )
-
-    def merge_delta(self, delta: StatsDelta) -> None:
-        """Add another collector's delta (e.g. a load worker's) to the current second."""
-        latency = LatencyRecorder.decode(delta.latency_hdr)
+    def merge_delta(self, delta: LoadDelta, batch_max_size: int | None = None) -> None:
+        """Add a load worker's delta (its corrected latencies) to the current second."""
+        latency = LatencyRecorder.decode(delta.corrected) if delta.corrected else LatencyRecorder()
         counters = _Counters(
-            delta.requests,
+            delta.finished,
             delta.ok,
-            Counter(delta.errors_by_code),
+            Counter(delta.errors),
             Counter(delta.versions),
             delta.batches,
             delta.batch_rows,
-            delta.batch_capacity,
+            delta.batches * (batch_max_size or 1),
         )
         with self._lock:
             current = self._advance(self._clock())
             current.recorder().add(latency)
             current.counters.add(counters)
             self._totals.add(counters)
-            if delta.batch_max_size is not None:
-                self._batch_max_size = delta.batch_max_size
+            if batch_max_size is not None and delta.batches:
+                self._batch_max_size = batch_max_size

@@ -15,7 +15,7 @@ import grpc
 import grpc.aio
 
 if TYPE_CHECKING:
-    from core.config import Config
+    from core.config.schema import Config
 
 # Every service the client calls; the retry policy covers all of them.
 RETRIED_SERVICES = (

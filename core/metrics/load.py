@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from core.stats import LatencyRecorder, LatencySummary
+from core.metrics.latency import LatencyRecorder, LatencySummary
 
 # A send that leaves more than this after its intended time is counted as late. asyncio's timers
 # wake up to ~1.1 ms after the due time on Linux (epoll rounds its timeout up to whole ms), so

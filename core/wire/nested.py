@@ -2,8 +2,8 @@
 
 ``flatten_nested`` checks that a nested list is dense and returns its shape and leaves in C
 order; ``array_from_leaves`` turns those leaves into an array of one dtype, given or guessed.
-core.tensors builds arrays from Python lists this way and core.rest_json builds its arrays from
-JSON the same way.
+core.wire.tensors builds arrays from Python lists this way and core.wire.rest_json builds its
+arrays from JSON the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from core.dtypes import _BY_ENUM, _ENUM_BY_NUMPY, _DtypeInfo, tf_dtype
+from core.wire.dtypes import _BY_ENUM, _ENUM_BY_NUMPY, _DtypeInfo, tf_dtype
 
 __all__ = ["Locate", "array_from_leaves", "flatten_nested"]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from core.client import ModelMetadata, ModelSpec, ServingClient, ServingError, VersionStatus
+from core.client.serving import ModelMetadata, ModelSpec, ServingClient, ServingError, VersionStatus
 
 # Labels TF Serving's docs use; probed besides the ones the console was told about.
 CONVENTIONAL_LABELS = ("stable", "canary")

@@ -1,14 +1,14 @@
 """Client-side micro-batching: many concurrent Predict requests ride one RPC.
 
-One Python gRPC channel tops out near 7,500 unary calls per second on this machine; a batch of
-32 rows in one Predict goes far past that. ``MicroBatcher.submit()`` queues a request's inputs
+One Python gRPC channel tops out at a few thousand unary calls per second; a batch of 32 rows
+in one Predict goes far past that. ``MicroBatcher.submit()`` queues a request's inputs
 (rows along dimension 0); a batch leaves when it holds ``max_batch_size`` rows or when its
 oldest request has waited ``batch_timeout_s``, whichever comes first, and batches keep leaving
 until the queue is empty. The answer's outputs are split back by each request's row count.
 
 Requests share a batch only when their input aliases, dtypes and shapes past dimension 0 agree.
 Every submit() ends exactly once: with its slice of the result, with the error of its batch
-(``core.client.ServingError`` from the server, unchanged), or cancelled.
+(``core.client.serving.ServingError`` from the server, unchanged), or cancelled.
 
 Typical use::
 
@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from core.client import PredictResult
-    from core.stats import StatsCollector
+    from core.client.serving import PredictResult
+    from core.metrics.stats import StatsCollector
 
 __all__ = ["BatchOutputError", "BatcherClosed", "BatcherFull", "MicroBatcher", "SendFunction"]
 
@@ -119,7 +119,7 @@ def _prepare(inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], i
 
 def _status_code(error: BaseException) -> str:
     """The gRPC status code name to record for a failed request."""
-    code = getattr(error, "code", None)  # core.client.ServingError carries the name
+    code = getattr(error, "code", None)  # core.client.serving.ServingError carries the name
     if isinstance(code, str):
         return code
     if isinstance(error, TimeoutError):

@@ -1,6 +1,6 @@
-"""The README's configuration reference, generated from core.config's models so it cannot drift.
+"""The README's configuration reference, generated from core.config.schema so it cannot drift.
 
-`python -m core.config_reference README.md` rewrites the section between the markers;
+`python -m core.config.reference README.md` rewrites the section between the markers;
 `--check` only reports whether it is current.
 """
 
@@ -14,8 +14,8 @@ from typing import get_args, get_origin
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from core.config import ENV_PREFIX, Config, UiConfig
-from core.config_loader import expected, field_type, is_model
+from core.config.loader import expected, field_type, is_model
+from core.config.schema import ENV_PREFIX, Config, UiConfig
 
 START_MARKER = "<!-- config-reference:start -->"
 END_MARKER = "<!-- config-reference:end -->"
@@ -23,7 +23,7 @@ END_MARKER = "<!-- config-reference:end -->"
 _INTRO = f"""\
 ## Configuration reference
 
-<!-- Generated from core/config.py by `python -m core.config_reference README.md`. -->
+<!-- Generated from core/config.py by `python -m core.config.reference README.md`. -->
 
 One YAML file, with single keys overridden by environment variables and command-line flags.
 Highest precedence first:
@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if updated != text:
             print(
                 f"{readme}: configuration reference is out of date; run "
-                f"`python -m core.config_reference {readme}`",
+                f"`python -m core.config.reference {readme}`",
                 file=sys.stderr,
             )
             return 1

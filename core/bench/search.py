@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
-from core.loadspec import LoadSpec
-from core.report import BenchReport
-from core.slo import SloTerm, evaluate_slo
+from core.load.spec import LoadSpec
+from core.report.model import BenchReport
+from core.report.slo import SloTerm, evaluate_slo
 
 # A probe counts as meeting the SLO only if the generator also offered (nearly) what was asked:
 # a rate the generator could not send is not a rate the server was shown to sustain.

@@ -1,26 +1,25 @@
-"""Load-run reports: the JSON document, its Markdown table, and side-by-side comparison.
+"""Load-run reports: the JSON document (`BenchReport`), building it from a run, saving and loading.
 
-The JSON field names are the ones issue 6 lists (other fields may be added); `BenchReport`
-validates a file against them, so reports written by older versions still load.
+`BenchReport` validates a file against the documented fields (other fields may be added), so
+reports written by older versions still load. Text and Markdown rendering live in core.report.text.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.burst import BurstResult
-from core.loadstats import summarize_ms
-from core.slo import SloCheck
+from core.identity import reports_dir
+from core.load.burst import BurstResult
+from core.metrics.load import summarize_ms
+from core.report.slo import SloCheck
 
 REPORT_VERSION = 1
-# The fields every report has (issue 6, "Reports").
+# The fields every report has; readers may rely on them.
 REPORT_FIELDS = (
     "target",
     "model",
@@ -37,7 +36,6 @@ REPORT_FIELDS = (
     "batch",
     "versions",
 )
-LATENCY_KEYS = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
 
 
 class LatencyMs(BaseModel):
@@ -137,7 +135,7 @@ class BenchReport(BaseModel):
 
 def build_report(result: BurstResult, label: str | None = None) -> BenchReport:
     """The report of a finished (or aborted) BurstResult."""
-    from core.loadstats import LATE_THRESHOLD_S
+    from core.metrics.load import LATE_THRESHOLD_S
 
     spec, totals = result.spec, result.totals
     batch_size_mean = totals.batch_size_mean
@@ -221,10 +219,7 @@ def load_report(path: str | Path) -> BenchReport:
 
 def default_reports_dir() -> Path:
     """Where reports are kept for the console's past-reports list (or $DEEPCHAT_TFS_REPORTS_DIR)."""
-    override = os.environ.get("DEEPCHAT_TFS_REPORTS_DIR")
-    if override:
-        return Path(override)
-    return Path(platformdirs.user_data_dir("deepchat-tfs", appauthor=False)) / "reports"
+    return reports_dir()
 
 
 def save_report(

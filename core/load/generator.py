@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
 
-from core.loadstats import LoadRecorder
+from core.metrics.load import LoadRecorder
 
 # Sends a request (by its index in the run) and returns the model version that served it.
 SendFunction = Callable[[int], Awaitable[int | None]]

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from core.dtypes import dtype_name, numpy_dtype, resolve_dtype, tf_dtype
-from core.nested import Locate, array_from_leaves, flatten_nested
-from core.protos import types_pb2
+from core.wire.dtypes import dtype_name, numpy_dtype, resolve_dtype, tf_dtype
+from core.wire.nested import Locate, array_from_leaves, flatten_nested
+from core.wire.protos import types_pb2
 
 __all__ = [
     "UNNAMED_INPUT",

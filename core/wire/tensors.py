@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-# The dtype functions and the nested-list converter live in core.dtypes and core.nested;
+# The dtype functions and the nested-list converter live in core.wire.dtypes and core.wire.nested;
 # they are re-exported here (see __all__) for callers that import them from this module.
-from core.dtypes import (
+from core.wire.dtypes import (
     _DtypeInfo,
     _info,
     dtype_name,
@@ -26,8 +26,8 @@ from core.dtypes import (
     supported_dtype_names,
     tf_dtype,
 )
-from core.nested import Locate, array_from_leaves, flatten_nested
-from core.protos import tensor_pb2, types_pb2
+from core.wire.nested import Locate, array_from_leaves, flatten_nested
+from core.wire.protos import tensor_pb2, types_pb2
 
 __all__ = [
     "Locate",

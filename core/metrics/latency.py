@@ -2,8 +2,8 @@
 
 Latencies are recorded in microseconds (1 µs to 1 h, 3 significant digits) in one layout that
 every recorder shares, so counts arrays add bucket by bucket and histograms merge across
-processes with ``encode()``, ``decode()`` and ``add()``. core.stats builds its sliding window
-and cumulative latency on these.
+processes with ``encode()``, ``decode()`` and ``add()``. core.metrics.stats builds its sliding
+window and cumulative latency on these.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def _new_histogram() -> HdrHistogram:
 
 
 @functools.cache
-def _bucket_values_us() -> tuple[np.ndarray, np.ndarray]:
+def bucket_values_us() -> tuple[np.ndarray, np.ndarray]:
     """Per counts-array index: the highest and the median value of that bucket, in µs.
 
     Mirrors hdrhistogram's get_value_from_index / get_highest_equivalent_value so percentiles
@@ -72,13 +72,13 @@ def _bucket_values_us() -> tuple[np.ndarray, np.ndarray]:
     return highest, median.astype(np.float64)
 
 
-def _summarize(counts: np.ndarray) -> LatencySummary:
+def summarize_counts(counts: np.ndarray) -> LatencySummary:
     """Summarize a counts array in the shared layout (same percentile rule as hdrhistogram)."""
     cumulative = np.cumsum(counts, dtype=np.uint64)
     total = int(cumulative[-1])
     if total == 0:
         return EMPTY_LATENCY
-    highest_us, median_us = _bucket_values_us()
+    highest_us, median_us = bucket_values_us()
     targets = [max(int(p * total / 100 + 0.5), 1) for p in (*_PERCENTILES, 100.0)]
     indexes = np.searchsorted(cumulative, np.array(targets, dtype=np.uint64), side="left")
     p50, p90, p95, p99, p999, max_us = (float(highest_us[i]) / 1000.0 for i in indexes)
@@ -151,4 +151,4 @@ class LatencyRecorder:
 
     def summary(self) -> LatencySummary:
         """Percentiles, max and mean of everything recorded."""
-        return _summarize(self._counts)
+        return summarize_counts(self._counts)

@@ -22,11 +22,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-import platformdirs
+from core.embedded.protocol import parse_ready_line
+from core.identity import DEMO_MODEL_NAME, demo_model_dir, log_dir
 
-APP_NAME = "deepchat-tfs"
-READY_PREFIX = "deepchat-tfs serve: ready"
-DEFAULT_MODEL_NAME = "deepchat_model"
 LOG_TAIL_LINES = 30
 _MAX_LOG_BYTES = 5 * 2**20
 _STOP_GRACE_S = 10.0
@@ -46,12 +44,12 @@ class EmbeddedServerError(RuntimeError):
 
 def default_log_path() -> Path:
     """Where the embedded server writes its log unless told otherwise."""
-    return platformdirs.user_log_path(APP_NAME) / "embedded-server.log"
+    return log_dir() / "embedded-server.log"
 
 
-def default_model_base_path(model_name: str = DEFAULT_MODEL_NAME) -> Path:
+def default_model_base_path(model_name: str = DEMO_MODEL_NAME) -> Path:
     """Where the demo model is exported on first run: the user data dir / models / NAME."""
-    return platformdirs.user_data_path(APP_NAME) / "models" / model_name
+    return demo_model_dir(model_name)
 
 
 def free_loopback_port() -> int:
@@ -93,7 +91,7 @@ class EmbeddedServer:
 
     def __init__(
         self,
-        model_name: str = DEFAULT_MODEL_NAME,
+        model_name: str = DEMO_MODEL_NAME,
         model_base_path: Path | None = None,
         *,
         enable_batching: bool = True,
@@ -308,18 +306,12 @@ class EmbeddedServer:
                     tail_of(self.log_path),
                     self.log_path,
                 )
-            if line.startswith(READY_PREFIX):
-                self._accept_ready_line(line)
+            ready = parse_ready_line(line)
+            if ready is not None:
+                self._grpc_target = ready.grpc_target
+                self._rest_url = ready.rest_url
+                self._state = "ready"
                 return
-
-    def _accept_ready_line(self, line: str) -> None:
-        fields = dict(
-            item.split("=", 1) for item in line[len(READY_PREFIX) :].split() if "=" in item
-        )
-        self._grpc_target = fields.get("grpc", "")
-        rest = fields.get("rest", "off")
-        self._rest_url = f"http://{rest}" if rest != "off" else ""
-        self._state = "ready"
 
     def _start_attempt_failed_on_port(self, error: EmbeddedServerError) -> bool:
         return "address already in use" in str(error).lower() or "cannot listen" in str(error)

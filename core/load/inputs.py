@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core import protos
-from core.client import ClientSettings, ModelSpec, ServingClient, ServingError
-from core.metadata import SignatureInfo
+from core.client.serving import ClientSettings, ModelSpec, ServingClient, ServingError
+from core.wire import protos
+from core.wire.metadata import SignatureInfo
 
 # Questions a user of the console would ask the demo model; varied lengths so the model's
 # per-item work varies a little, as real traffic does.
@@ -51,7 +51,9 @@ def read_body(data: str) -> str:
 
 def data_inputs(data: str, signature: SignatureInfo | None = None) -> InputRows:
     """The inputs of a TF Serving REST predict body (`instances` or `inputs`, inline or @file)."""
-    from core.rest_json import decode_predict_request  # only runs that are given --data need it
+    from core.wire.rest_json import (
+        decode_predict_request,  # only runs that are given --data need it
+    )
 
     input_specs: dict[str, int] | None = None
     if signature is not None:

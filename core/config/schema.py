@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-import platformdirs
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -20,9 +19,9 @@ from pydantic import (
     model_validator,
 )
 
-from core.config_loader import ConfigError, Expect, FieldProblem, Layers, expected, field_type
+from core.config.loader import ConfigError, Expect, FieldProblem, Layers, expected, field_type
+from core.identity import DEMO_MODEL_NAME, config_dir
 
-APP_NAME = "deepchat-tfs"
 CONFIG_FILE_NAME = "config.yaml"
 ENV_PREFIX = "DEEPCHAT_TFS_"
 EMBEDDED = "embedded"
@@ -226,13 +225,13 @@ class ModelConfig(_Section):
 
 def _default_models() -> list[ModelConfig]:
     adapter = AdapterConfig(kind="text", input_key="text", output_key="reply")
-    return [ModelConfig(name="chat_model", model_name="deepchat_model", adapter=adapter)]
+    return [ModelConfig(name="chat_model", model_name=DEMO_MODEL_NAME, adapter=adapter)]
 
 
 class EmbeddedConfig(_Section):
     """The bundled TF-Serving-compatible server, started when host is `embedded`."""
 
-    model_name: str = Field(default="deepchat_model", min_length=1)
+    model_name: str = Field(default=DEMO_MODEL_NAME, min_length=1)
     """Name it serves the model under."""
     model_base_path: Path | None = None
     """SavedModel base directory (numbered versions inside); null = the demo model, exported on
@@ -368,7 +367,7 @@ class LoadedConfig:
 
 def config_search_paths() -> list[Path]:
     """The files tried in order when no --config is given."""
-    user_dir = Path(platformdirs.user_config_dir(APP_NAME))
+    user_dir = config_dir()
     return [Path.cwd() / CONFIG_FILE_NAME, user_dir / CONFIG_FILE_NAME]
 
 

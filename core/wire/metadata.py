@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core import protos
-from core.tensors import dtype_name
+from core.wire import protos
+from core.wire.tensors import dtype_name
 
 SIGNATURE_DEF_FIELD = "signature_def"
 

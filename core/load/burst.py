@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import IO, Literal
 
-from core.burst_worker import WORKER_COMMAND, BurstTarget, PipePair, WorkerPlan
-from core.loadspec import LoadSpec, Schedule
-from core.loadstats import LoadDelta, LoadTotals
-from core.stats import LatencySummary, StatsCollector, StatsDelta
+from core.load.spec import LoadSpec, Schedule
+from core.load.worker import WORKER_COMMAND, BurstTarget, PipePair, WorkerPlan
+from core.metrics.latency import LatencySummary
+from core.metrics.load import LoadDelta, LoadTotals
+from core.metrics.stats import StatsCollector
 
 __all__ = ["BurstError", "BurstProgress", "BurstResult", "BurstRun", "BurstTarget"]
 
@@ -91,7 +92,7 @@ class BurstProgress:
 
 @dataclass
 class BurstResult:
-    """Everything a finished (or aborted) run measured, ready for core.report."""
+    """Everything a finished (or aborted) run measured, ready for core.report.model."""
 
     spec: LoadSpec
     target: BurstTarget
@@ -278,27 +279,13 @@ class BurstRun:
     def _handle_delta(self, delta: LoadDelta) -> None:
         self._totals.add(delta)
         if delta.corrected:  # a failure notice carries no measurements
-            self.stats.merge_delta(self._stats_delta(delta))
+            self.stats.merge_delta(delta, self.spec.batch_size)
         if delta.failure:
             self._failures.append(delta.failure)
         if delta.done:
             self._done.add(delta.worker)
             if delta.load_phase_end is not None:
                 self._load_phase_ends.append(delta.load_phase_end)
-
-    def _stats_delta(self, delta: LoadDelta) -> StatsDelta:
-        batch_size = self.spec.batch_size
-        return StatsDelta(
-            requests=delta.finished,
-            ok=delta.ok,
-            errors_by_code=delta.errors,
-            versions=delta.versions,
-            latency_hdr=delta.corrected,
-            batches=delta.batches,
-            batch_rows=delta.batch_rows,
-            batch_capacity=delta.batches * (batch_size or 1),
-            batch_max_size=batch_size if delta.batches else None,
-        )
 
     def _send_all(self, message: tuple[object, ...]) -> None:
         for conn in self._conns:

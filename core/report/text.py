@@ -6,8 +6,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from core.report import BenchReport
-from core.slo import SloCheck
+from core.report.model import BenchReport
+from core.report.slo import SloCheck
 
 # --- Markdown -------------------------------------------------------------------------------
 

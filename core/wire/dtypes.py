@@ -1,8 +1,8 @@
 """TensorFlow's DataType enums <-> numpy dtypes and dtype names, without TF.
 
 One table of every dtype TF Serving carries (its enum, TF's names, numpy dtype, value kind and
-TensorProto ``*_val`` field), shared by the TensorProto codec (core.tensors) and the nested-list
-converter (core.nested). Names follow ``tf.as_dtype``.
+TensorProto ``*_val`` field), shared by the TensorProto codec (core.wire.tensors) and the
+nested-list converter (core.wire.nested). Names follow ``tf.as_dtype``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from core.protos import types_pb2
+from core.wire.protos import types_pb2
 
 __all__ = [
     "dtype_name",

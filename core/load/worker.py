@@ -1,6 +1,6 @@
 """A load worker process: its own event loop and client, streaming what it measures to the parent.
 
-The parent (core.burst.BurstRun) starts one per --workers as `python -c` running main() below,
+The parent (core.load.burst.BurstRun) starts one per --workers as `python -c` running main() below,
 with two pipes; the worker imports only core (never TensorFlow, Textual or the parent's
 __main__). Pickled messages: parent -> worker the WorkerPlan, then ("start", start_at) or
 ("stop",); worker -> parent ("ready", index), then ("delta", LoadDelta) every 250 ms. A worker
@@ -21,13 +21,13 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
-from core import protos
-from core.client import ClientSettings, ModelSpec, PredictResult, ServingClient
-from core.loaddata import InputRows, rows_of
-from core.loadgen import LoadGenerator, SendFunction
-from core.loadspec import LoadSpec
-from core.loadstats import LoadDelta, LoadRecorder
-from core.tensors import make_tensor_proto
+from core.client.serving import ClientSettings, ModelSpec, PredictResult, ServingClient
+from core.load.generator import LoadGenerator, SendFunction
+from core.load.inputs import InputRows, rows_of
+from core.load.spec import LoadSpec
+from core.metrics.load import LoadDelta, LoadRecorder
+from core.wire import protos
+from core.wire.tensors import make_tensor_proto
 
 # How often a worker streams a delta, and how often it checks its pipe and its parent.
 DELTA_INTERVAL_S = 0.25
@@ -91,7 +91,7 @@ class PipePair:
 
 
 # What the parent runs with `python -c`, followed by the read and the write file descriptor.
-WORKER_COMMAND = "from core.burst_worker import main; main()"
+WORKER_COMMAND = "from core.load.worker import main; main()"
 
 
 def main() -> None:
@@ -145,7 +145,7 @@ def _unbatched_send(client: ServingClient, target: BurstTarget, timeout_s: float
 def _batched_send(
     client: ServingClient, plan: WorkerPlan, recorder: LoadRecorder
 ) -> tuple[SendFunction, Callable[[], Awaitable[None]]]:
-    from core.batcher import MicroBatcher
+    from core.client.batcher import MicroBatcher
 
     spec, target = plan.spec, plan.target
     assert spec.batch_size is not None

@@ -13,9 +13,9 @@ import grpc.aio
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from core import protos
-from core.channel import ClientSettings, TlsSettings, channel_credentials, open_channel
-from core.metadata import (
+from core.client.channel import ClientSettings, TlsSettings, channel_credentials, open_channel
+from core.wire import protos
+from core.wire.metadata import (
     SIGNATURE_DEF_FIELD,
     ModelMetadata,
     SignatureInfo,
@@ -25,10 +25,10 @@ from core.metadata import (
     model_metadata,
     version_statuses,
 )
-from core.tensors import make_ndarray, make_tensor_proto
+from core.wire.tensors import make_ndarray, make_tensor_proto
 
 if TYPE_CHECKING:
-    from core.stats import StatsCollector
+    from core.metrics.stats import StatsCollector
 
 __all__ = [
     "ClassifyResult",

@@ -1,0 +1,4 @@
+"""Bench reports: the JSON model, text and Markdown rendering, SLO checks.
+
+May import core.load and the rooms below it.
+"""
