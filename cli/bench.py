@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -18,16 +17,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
-from core.bench.search import find_max_rate, meets, sweep_specs
-from core.client.serving import ClientSettings, ModelSpec, ServingError
+from core.bench.search import (
+    find_max_rate,
+    find_max_report,
+    meets,
+    save_sweep,
+    sweep_document,
+    sweep_specs,
+)
+from core.bench.session import load_settings, prepare_target, run_to_report
+from core.client.serving import ModelSpec, ServingError
 from core.identity import DEMO_MODEL_NAME
 from core.load.burst import BurstError, BurstProgress, BurstRun, BurstTarget
-from core.load.inputs import choose_inputs, fetch_signature, read_prompts
+from core.load.inputs import read_prompts
 from core.load.spec import SCHEDULE_HELP, LoadSpec, parse_duration
 from core.report.model import (
     BenchReport,
-    build_report,
-    default_reports_dir,
     load_report,
     save_report,
 )
@@ -169,16 +174,11 @@ async def _bench(
 ) -> int:
     try:
         async with _targets(args) as targets:
-            # No retries: a load test shows UNAVAILABLE instead of hiding it in latency.
-            settings = ClientSettings(
-                targets=tuple(targets), timeout_s=spec.timeout_s, max_retries=0
-            )
+            settings = load_settings(targets, spec.timeout_s)
             model = ModelSpec(
                 args.model or DEMO_MODEL_NAME, args.version, args.version_label, args.signature
             )
-            signature = await fetch_signature(settings, model)
-            inputs = choose_inputs(signature, data=args.data, prompts=prompts)
-            target = BurstTarget(settings, model, tuple(inputs))
+            target = await prepare_target(settings, model, data=args.data, prompts=prompts)
             if args.find_max:
                 assert slo is not None
                 return await _find_max(spec, target, slo, args)
@@ -251,12 +251,11 @@ async def run_once(
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGINT, on_interrupt)
     try:
-        result = await run.run()
+        return await run_to_report(run, label)
     finally:
         printer.close()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
-    return build_report(result, label), result.aborted
 
 
 def finish(
@@ -302,23 +301,12 @@ async def _find_max(
     ]
     print(render_table([p.report for p in result.probes], stages), end="")
     terms = args.slo
-    best = result.best_report
+    best = find_max_report(result, terms, slo)
     if best is None:
         lowest = min(probe.rate for probe in result.probes)
         print(f"no probed rate met {terms} (lowest probed: {lowest:,.0f} req/s)")
         return EXIT_ABORTED if aborted else EXIT_FAILED
     print(f"highest rate meeting {terms}: {result.best_rps:,.0f} req/s")
-    best = best.with_slo(evaluate_slo(slo, best.model_dump()))
-    search = {
-        "slo": terms,
-        "best_rps": result.best_rps,
-        "probes": [
-            {"rate": p.rate, "passed": p.passed, "achieved_rps": p.report.achieved_rps,
-             "latency_ms": p.report.latency_ms.model_dump(), "errors": p.report.errors}
-            for p in result.probes
-        ],
-    }  # fmt: skip
-    best = best.model_copy(update={"find_max": search})
     print(f"report: {save_report(best, args.out)}")
     return EXIT_ABORTED if aborted else EXIT_OK
 
@@ -341,15 +329,8 @@ async def _sweep(
         if aborted:
             break
     print(render_table(reports), end="")
-    document = {
-        "sweep": {"parameter": parameter, "values": [label for label, _ in settings]},
-        "reports": [report.model_dump(mode="json") for report in reports],
-    }
-    stamp = (reports[0].started_at or "run").replace(":", "").replace("-", "")[:15]
-    path: Path = args.out or default_reports_dir() / f"sweep-{stamp}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    print(f"report: {path}")
+    document = sweep_document(parameter, [label for label, _ in settings], reports)
+    print(f"report: {save_sweep(document, args.out)}")
     if len(reports) < len(settings):
         return EXIT_ABORTED
     if slo is not None and not all(meets(report, slo) for report in reports):

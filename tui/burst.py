@@ -27,13 +27,12 @@ from textual.widgets import (
     TabPane,
 )
 
-from core.client.serving import ClientSettings, ModelSpec, ServingError
-from core.load.burst import BurstError, BurstProgress, BurstRun, BurstTarget
-from core.load.inputs import choose_inputs, fetch_signature
+from core.bench.session import load_settings, prepare_target, run_to_report
+from core.client.serving import ModelSpec, ServingError
+from core.load.burst import BurstError, BurstProgress, BurstRun
 from core.load.spec import BURST_HELP, LoadSpec, parse_burst_args
 from core.report.model import (
     BenchReport,
-    build_report,
     default_reports_dir,
     list_reports,
     save_report,
@@ -179,21 +178,16 @@ class BurstScreen(Screen[None]):
     @work(exclusive=True, group="burst")
     async def run_burst(self, spec: LoadSpec) -> None:
         """Run one burst in worker processes; post its progress and report."""
-        # No retries: a burst shows UNAVAILABLE instead of hiding it in latency.
-        settings = ClientSettings(
-            targets=tuple(self.targets), timeout_s=spec.timeout_s, max_retries=0
-        )
+        settings = load_settings(self.targets, spec.timeout_s)
         try:
-            signature = await fetch_signature(settings, self.model)
-            target = BurstTarget(settings, self.model, tuple(choose_inputs(signature)))
+            target = await prepare_target(settings, self.model)
             self.burst = BurstRun(spec, target, on_progress=self._forward_progress)
-            result = await self.burst.run()
+            report, _aborted = await run_to_report(self.burst, spec.describe())
         except (ServingError, BurstError, ValueError) as error:
             self.post_message(self.Failed(str(error)))
             return
         finally:
             self.burst = None
-        report = build_report(result, spec.describe())
         save_report(report, directory=self.reports_dir)
         self.post_message(self.Finished(report))
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
+from core.identity import reports_dir
 from core.load.spec import LoadSpec
 from core.report.model import BenchReport
 from core.report.slo import SloTerm, evaluate_slo
@@ -112,3 +116,42 @@ def sweep_specs(spec: LoadSpec, sweep: str) -> tuple[str, list[tuple[str, LoadSp
         except ValueError as error:
             raise ValueError(f"--sweep {sweep!r}: {parameter}={text.strip()}: {error}") from None
     return parameter, settings
+
+
+def find_max_report(
+    result: FindMaxResult, slo_text: str, terms: list[SloTerm]
+) -> BenchReport | None:
+    """The best probe's report with its SLO checks and the whole search under "find_max"."""
+    best = result.best_report
+    if best is None:
+        return None
+    search = {
+        "slo": slo_text,
+        "best_rps": result.best_rps,
+        "probes": [
+            {"rate": p.rate, "passed": p.passed, "achieved_rps": p.report.achieved_rps,
+             "latency_ms": p.report.latency_ms.model_dump(), "errors": p.report.errors}
+            for p in result.probes
+        ],
+    }  # fmt: skip
+    best = best.with_slo(evaluate_slo(terms, best.model_dump()))
+    return best.model_copy(update={"find_max": search})
+
+
+def sweep_document(parameter: str, labels: list[str], reports: list[BenchReport]) -> dict[str, Any]:
+    """One JSON document for a sweep: the swept parameter, its values and each run's report."""
+    return {
+        "sweep": {"parameter": parameter, "values": labels},
+        "reports": [report.model_dump(mode="json") for report in reports],
+    }
+
+
+def save_sweep(document: dict[str, Any], path: Path | None = None) -> Path:
+    """Write a sweep document (default: the reports dir, named by its first run's start)."""
+    reports = document["reports"]
+    started = (reports[0].get("started_at") if reports else None) or "run"
+    stamp = started.replace(":", "").replace("-", "")[:15]
+    target = path or reports_dir() / f"sweep-{stamp}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return target
