@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from core.files import make_private, private_dir, write_private
+
 # Each entry moves the schema from version i to i + 1; PRAGMA user_version records where a file is.
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -85,6 +87,17 @@ def migrate(connection: sqlite3.Connection) -> int:
     return found
 
 
+def _move_aside(path: Path, now: float) -> Path:
+    """Rename a damaged database (and its WAL files) out of the way; returns its new path."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    moved = path.with_name(f"{path.name}.damaged-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            source.replace(moved.with_name(moved.name + suffix))
+    return moved
+
+
 class Transcript:
     """The chat transcript store; one conversation is current at a time."""
 
@@ -98,17 +111,40 @@ class Transcript:
     ) -> None:
         self.path = path
         self._clock = clock
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # Set when a damaged file was moved aside: one line for the user, naming both files.
+        self.notice: str | None = None
+        private_dir(path.parent)
         try:
-            self._db = sqlite3.connect(str(path), isolation_level=None)
-            self._db.execute("PRAGMA journal_mode = WAL")
-            migrate(self._db)
+            self._db = self._open(target, model_name)
         except sqlite3.DatabaseError as error:
-            raise TranscriptError(
-                f"transcript {path}: cannot open it as an SQLite database ({error}); "
-                "move the file away to start a new transcript"
-            ) from error
-        self.conversation_id = self.new_conversation(target, model_name)
+            moved = _move_aside(path, self._clock())
+            self.notice = (
+                f"transcript {path} was damaged ({error}); moved it to {moved.name} "
+                "and started a new one"
+            )
+            try:
+                self._db = self._open(target, model_name)
+            except sqlite3.DatabaseError as again:
+                raise TranscriptError(
+                    f"transcript {path}: cannot open it as an SQLite database ({again})"
+                ) from again
+
+    def _open(self, target: str, model_name: str) -> sqlite3.Connection:
+        connection = sqlite3.connect(str(self.path), isolation_level=None)
+        try:
+            make_private(self.path)
+            connection.execute("PRAGMA journal_mode = WAL")
+            # Damaged pages behind a valid header only fail when read: look at every page now.
+            problem = connection.execute("PRAGMA quick_check").fetchone()[0]
+            if problem != "ok":
+                raise sqlite3.DatabaseError(f"integrity check: {problem}")
+            migrate(connection)
+            self._db = connection
+            self.new_conversation(target, model_name)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
 
     def close(self) -> None:
         """Close the database file."""
@@ -191,16 +227,15 @@ class Transcript:
         """Write a conversation as Markdown and JSONL into directory; returns both paths."""
         wanted = self.conversation_id if conversation_id is None else conversation_id
         messages = self.messages(wanted)
-        directory.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self._clock()))
         stem = directory / f"deepchat-{stamp}-conversation-{wanted}"
-        markdown_path = stem.with_suffix(".md")
-        jsonl_path = stem.with_suffix(".jsonl")
-        markdown_path.write_text(render_markdown(messages), encoding="utf-8")
-        with jsonl_path.open("w", encoding="utf-8") as jsonl:
-            for message in messages:
-                jsonl.write(json.dumps(asdict(message), ensure_ascii=False) + "\n")
-        return markdown_path, jsonl_path
+        jsonl = "".join(
+            json.dumps(asdict(message), ensure_ascii=False) + "\n" for message in messages
+        )
+        return (
+            write_private(stem.with_suffix(".md"), render_markdown(messages)),
+            write_private(stem.with_suffix(".jsonl"), jsonl),
+        )
 
     def _insert(self, role: str, text: str, *, status: str = "ok", **columns: object) -> int:
         names = ["conversation_id", "created_at", "role", "text", "status", *columns]

@@ -20,6 +20,9 @@ KeyPath = tuple[str | int, ...]
 
 # Keys that look like a secret; the config file must never hold one, only the name of an env var.
 _SECRET_KEY = re.compile(r"token|secret|password|api_?key", re.IGNORECASE)
+# A config file is a few KiB; these bound what a hostile one (huge, or an alias bomb) can cost.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_CONFIG_NODES = 100_000
 
 
 class ConfigError(Exception):
@@ -192,6 +195,11 @@ def problem_text(root: type[BaseModel], error: Mapping[str, Any]) -> tuple[KeyPa
     wanted = expected(field) if field is not None else "something else"
     if kind == "missing":
         return path, f"expected {wanted}, got nothing (the key is required)"
+    if kind in ("too_short", "too_long") and isinstance(found, list | dict | str):
+        limit = error.get("ctx", {}).get("min_length" if kind == "too_short" else "max_length")
+        bound = "at least" if kind == "too_short" else "at most"
+        size = f"{len(found)} item{'s' if len(found) != 1 else ''}" if found else "an empty one"
+        return path, f"expected {wanted} with {bound} {limit}, got {size}"
     text = f"expected {wanted}, got {shown(found)}"
     if kind == "literal_error" and field is not None and isinstance(found, str):
         close = difflib.get_close_matches(found, get_args(field_type(field)[0]), n=1)
@@ -202,12 +210,27 @@ def problem_text(root: type[BaseModel], error: Mapping[str, Any]) -> tuple[KeyPa
 def read_yaml(path: Path, label: str) -> tuple[Any, dict[KeyPath, int], list[KeyPath]]:
     """A YAML file's data, the line of every key path, and the key paths written twice."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                [f"{label}: expected a config file of at most {MAX_CONFIG_BYTES // 1024} KiB, "
+                 "got a larger file"]
+            )  # fmt: skip
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{label}: expected a readable UTF-8 YAML file, got {exc}"]) from None
-    loader = yaml.SafeLoader(text)
+    if "\x00" in text:
+        raise ConfigError([f"{label}: expected a YAML text file, got binary data (NUL bytes)"])
+    lines: dict[KeyPath, int] = {}
+    repeated: list[KeyPath] = []
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
+        if node is not None:
+            # Walked before construction: aliases that expand past the budget never get built.
+            _map_lines(node, (), lines, repeated, [MAX_CONFIG_NODES])
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -216,18 +239,36 @@ def read_yaml(path: Path, label: str) -> tuple[Any, dict[KeyPath, int], list[Key
         raise ConfigError([f"{where}: invalid YAML: {exc.problem}{context}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{label}: invalid YAML: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError(
+            [f"{label}: expected a config file, got YAML nested too deeply"]
+        ) from None
+    except _TooManyNodes:
+        raise ConfigError(
+            [f"{label}: expected a config file, got YAML whose aliases expand to more than "
+             f"{MAX_CONFIG_NODES:,} values"]
+        ) from None  # fmt: skip
     finally:
-        loader.dispose()
-    lines: dict[KeyPath, int] = {}
-    repeated: list[KeyPath] = []
-    if node is not None:
-        _map_lines(node, (), lines, repeated)
+        if loader is not None:
+            loader.dispose()
     return data, lines, repeated
 
 
+class _TooManyNodes(Exception):
+    """The YAML document expands (through aliases) to more values than a config can hold."""
+
+
 def _map_lines(
-    node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], repeated: list[KeyPath]
+    node: yaml.Node,
+    path: KeyPath,
+    lines: dict[KeyPath, int],
+    repeated: list[KeyPath],
+    budget: list[int],
 ) -> None:
+    # Every visit counts, so an alias bomb (anchors repeated level on level) stops early.
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooManyNodes
     # A key's own line wins over its value's, so `grpc_port:` errors point at the key.
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
@@ -236,10 +277,10 @@ def _map_lines(
             if key_path in lines:
                 repeated.append(key_path)
             lines[key_path] = key_node.start_mark.line + 1
-            _map_lines(value_node, key_path, lines, repeated)
+            _map_lines(value_node, key_path, lines, repeated, budget)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _map_lines(item, (*path, index), lines, repeated)
+            _map_lines(item, (*path, index), lines, repeated, budget)
 
 
 def _resolve_paths(model: type[BaseModel], data: Any, base_dir: Path) -> None:

@@ -116,7 +116,41 @@ def test_newer_schema_and_garbage_files_are_refused_clearly(tmp_path: Path) -> N
     connection.close()
     with pytest.raises(TranscriptError, match="newer than this deepchat-tfs understands"):
         Transcript(newer)
+
+
+def test_a_damaged_database_is_moved_aside_and_a_new_one_started(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not a database at all" * 100)
-    with pytest.raises(TranscriptError, match="cannot open it as an SQLite database"):
-        Transcript(garbage)
+    with Transcript(garbage) as transcript:
+        assert transcript.notice is not None and "was damaged" in transcript.notice
+        transcript.add_prompt("still works")
+    moved = [path for path in tmp_path.iterdir() if ".damaged-" in path.name]
+    assert len(moved) == 1 and moved[0].read_bytes().startswith(b"this is not a database")
+    assert moved[0].name in (transcript.notice or "")
+
+
+def test_damaged_pages_behind_a_valid_header_are_caught_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    with Transcript(path) as transcript:
+        for index in range(400):
+            transcript.add_prompt(f"prompt {index} " + "x" * 200)
+    data = bytearray(path.read_bytes())
+    page_size = int.from_bytes(data[16:18], "big")
+    for page in range(2, len(data) // page_size):  # keep the header page, scribble on the rest
+        start = page * page_size
+        data[start : start + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    for suffix in ("-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    with Transcript(path) as reopened:
+        assert reopened.notice is not None
+        reopened.add_prompt("a new start")
+        assert [message.text for message in reopened.messages()] == ["a new start"]
+
+
+def test_transcript_file_and_directory_are_private(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "transcript.db"
+    with Transcript(path) as transcript:
+        transcript.add_prompt("hello")
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
