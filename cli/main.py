@@ -18,6 +18,7 @@ subcommands:
                       (tensorflow_model_server's flags: --port, --rest_api_port, --model_name, ...)
   bench               run a load test headless and write a report
   export-demo-model   write the bundled demo chat model as a SavedModel (versions 1 and 2)
+  allow FILE          approve a config file (as it is now) to name a bearer-token variable
 
 Run `deepchat-tfs SUBCOMMAND --help` for a subcommand's options.
 """
@@ -29,6 +30,7 @@ SUBCOMMANDS: dict[str, str] = {
     "serve": "server.main:main",
     "bench": "cli.bench:main",
     "export-demo-model": "server.demo_model:main",
+    "allow": "cli.allow:main",
 }
 
 

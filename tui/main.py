@@ -27,6 +27,11 @@ def _parser(prog: str, description: str, *, chat: bool) -> argparse.ArgumentPars
     parser.add_argument(
         "--data-dir", type=Path, metavar="DIR", help="where the transcript and exports live"
     )
+    parser.add_argument(
+        "--allow-plaintext-token",
+        action="store_true",
+        help="send the bearer token even without TLS (never settable from a file)",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     return parser
 
@@ -65,7 +70,9 @@ def _run(
     # Targets go through the config loader, which validates them like the file's own.
     overrides = {"model_serving.tensorflow_serving.targets": list(targets)} if targets else {}
     try:
-        loaded = load_config(args.config, overrides=overrides)
+        loaded = load_config(
+            args.config, overrides=overrides, allow_plaintext_token=args.allow_plaintext_token
+        )
         options = build_options(
             loaded.config,
             targets=targets,

@@ -23,7 +23,7 @@ END_MARKER = "<!-- config-reference:end -->"
 _INTRO = f"""\
 ## Configuration reference
 
-<!-- Generated from core/config.py by `python -m core.config.reference README.md`. -->
+<!-- Generated from core/config/schema.py by `python -m core.config.reference README.md`. -->
 
 One YAML file, with single keys overridden by environment variables and command-line flags.
 Highest precedence first:
@@ -50,6 +50,10 @@ section are not config keys and are left alone.
 Targets given by a flag or an environment variable replace a file's `host: embedded`. Relative
 paths in the file are relative to the file; in variables and flags, to the working directory.
 The bearer token never lives in the file: `bearer_token_env` names the variable that holds it.
+Only a file in your own config dir may name it as it stands; any other file (`./config.yaml`,
+`--config` from elsewhere) needs `deepchat-tfs allow FILE` once, which remembers the file's
+SHA-256 (an edit revokes it). The token is sent only over TLS (a `tls` section); plaintext only
+with the command-line flag `--allow-plaintext-token`, which no file can set.
 
 **Errors** are all reported at once, before the console draws, one per line: where the value
 came from (file and line, variable, or `command line`), the key path, what was expected and

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from core.config.loader import ConfigError, Expect, FieldProblem, Layers, expected, field_type
+from core.config.trust import may_name_token_variable
 from core.identity import DEMO_MODEL_NAME, config_dir
 
 CONFIG_FILE_NAME = "config.yaml"
@@ -387,8 +388,13 @@ def load_config(
     *,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, object] | None = None,
+    allow_plaintext_token: bool = False,
 ) -> LoadedConfig:
-    """The configuration from flags (overrides) > DEEPCHAT_TFS_* env vars > the file > defaults."""
+    """The configuration from flags (overrides) > DEEPCHAT_TFS_* env vars > the file > defaults.
+
+    A bearer token goes only over TLS unless allow_plaintext_token (a command-line flag, never
+    a file's); a file names a token variable only if it is the user's own or approved.
+    """
     env = os.environ if env is None else env
     source = find_config_file(path)
     layers = Layers(Config, Config().model_dump())
@@ -398,8 +404,36 @@ def load_config(
     layers.add_overrides(overrides or {})
     _targets_replace_embedded(layers)
     config: Config = layers.validate()
+    _check_token_policy(config, layers, source, allow_plaintext_token)
     config.bearer_token(env)  # a named but unset variable fails now, not at the first call
     return LoadedConfig(config, source)
+
+
+def _check_token_policy(
+    config: Config, layers: Layers, source: Path | None, allow_plaintext_token: bool
+) -> None:
+    serving = config.model_serving.tensorflow_serving
+    if serving.bearer_token_env is None:
+        return
+    key = ("model_serving", "tensorflow_serving", "bearer_token_env")
+    where = layers.origin(key).label
+    dotted_key = ".".join(key)
+    if layers.origin(key).rank == 1 and source is not None and not may_name_token_variable(source):
+        raise ConfigError(
+            [
+                f"{where}: {dotted_key}: expected a config file of your own or one you approved "
+                f"to name a token variable, got {serving.bearer_token_env} named in a file "
+                f"outside your config dir; read it, then run `deepchat-tfs allow {source}`"
+            ]
+        )
+    if serving.tls is None and not allow_plaintext_token:
+        raise ConfigError(
+            [
+                f"{where}: {dotted_key}: a bearer token is sent only over TLS; expected a "
+                "model_serving.tensorflow_serving.tls section, got plaintext (the command-line "
+                "flag --allow-plaintext-token permits it)"
+            ]
+        )
 
 
 def _display_name(path: Path) -> str:

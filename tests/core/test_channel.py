@@ -11,6 +11,7 @@ import pytest
 from core.client.channel import channel_options, resolve_target, service_config
 from core.client.serving import ClientSettings, ModelSpec, ServingClient, ServingError, TlsSettings
 from core.config.schema import load_config
+from core.config.trust import approve
 from tests.fixtures.fault_servicer import (
     Behaviour,
     FaultServer,
@@ -204,7 +205,10 @@ def test_unreadable_tls_file_is_named(tmp_path: Path) -> None:
         ServingClient(ClientSettings(targets=("localhost:1",), tls=TlsSettings(cert_file=missing)))
 
 
-def test_settings_from_config_file(tmp_path: Path, certificates: TestCertificates) -> None:
+def test_settings_from_config_file(
+    tmp_path: Path, certificates: TestCertificates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     config_file = tmp_path / "config.yaml"
     config_file.write_text(
         f"""
@@ -222,6 +226,7 @@ model_serving:
       server_name_override: tfs.test
 """
     )
+    approve(config_file)  # a file outside the user's config dir names a token variable
     loaded = load_config(config_file, env={"TFS_TOKEN": "t0ken"})
     settings = ClientSettings.from_config(loaded.config, env={"TFS_TOKEN": "t0ken"})
     assert settings.targets == ("tfs-a.example:8500", "tfs-b.example:8500")

@@ -230,8 +230,11 @@ def test_secrets_never_live_in_the_file_and_are_never_echoed(isolated: Path) -> 
 
 
 def test_bearer_token_comes_from_the_named_variable(isolated: Path) -> None:
+    own_dir = isolated / "xdg" / "deepchat-tfs"  # the user's own config dir may name a variable
+    own_dir.mkdir(parents=True)
     path = write(
-        isolated, "model_serving:\n  tensorflow_serving:\n    bearer_token_env: TFS_TOKEN\n"
+        own_dir,
+        "model_serving:\n  tensorflow_serving:\n    bearer_token_env: TFS_TOKEN\n    tls: {}\n",
     )
     loaded = load_config(path, env={"TFS_TOKEN": "t0ken"})
     assert loaded.config.bearer_token({"TFS_TOKEN": "t0ken"}) == "t0ken"

@@ -1,4 +1,4 @@
-"""Hostile or broken config files stop with one line naming the file, fast and without a traceback."""
+"""Hostile or broken config files stop with one line naming the file, fast, with no traceback."""
 
 from __future__ import annotations
 
