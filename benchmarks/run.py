@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         p.stem.removeprefix("bench_") for p in (ROOT / "benchmarks").glob("bench_*.py")
     )
     chosen = args.names or available
-    sections = []
+    sections = _existing_sections(args.out)
     for name in chosen:
         if name not in available:
             parser.error(f"unknown benchmark {name!r}; expected one of {', '.join(available)}")
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(f"benchmarks.bench_{name}")
         section = module.run()
         print(section, flush=True)
-        sections.append(
+        sections[name] = (
             f"{section.rstrip()}\n\n_{name}: {time.monotonic() - started:.0f} s to run._\n"
         )
     header = (
@@ -45,9 +46,22 @@ def main(argv: list[str] | None = None) -> int:
         f"Python {platform.python_version()}. Absolute times are noisy here; each figure is a "
         "median of several runs, and ratios are measured side by side in one run.\n\n"
     )
-    args.out.write_text(header + "\n".join(sections))
+    body = "\n".join(
+        f"<!-- bench:{name} -->\n{text.rstrip()}\n<!-- /bench:{name} -->\n"
+        for name, text in sorted(sections.items())
+        if name in available
+    )
+    args.out.write_text(header + body)
     print(f"wrote {args.out}")
     return 0
+
+
+def _existing_sections(path: Path) -> dict[str, str]:
+    """The sections a previous run wrote, by benchmark name; a run of some replaces only those."""
+    if not path.is_file():
+        return {}
+    found = re.findall(r"<!-- bench:(\w+) -->\n(.*?)<!-- /bench:\1 -->", path.read_text(), re.S)
+    return dict(found)
 
 
 if __name__ == "__main__":
