@@ -41,23 +41,34 @@ def _is_idle(handler: Any) -> bool:
 
 
 class ConnectionGuard:
-    """The protocol factory of the REST listener: aiohttp's, bounded to max_connections."""
+    """The protocol factory of the REST listener: aiohttp's, bounded to max_connections.
+
+    asyncio calls the factory for a burst of accepted sockets before any of them is connected,
+    so connections handed out but not yet connected are counted as pending.
+    """
 
     def __init__(self, server: web.Server, max_connections: int) -> None:
         self._server = server
         self.max_connections = max_connections
+        self._pending = 0
         self.evicted = 0
         self.refused = 0
 
+    def _settle(self) -> None:
+        self._pending -= 1
+
     def __call__(self) -> asyncio.BaseProtocol:
-        connections = self._server.connections
-        if len(connections) >= self.max_connections:
-            idle = next((handler for handler in connections if _is_idle(handler)), None)
+        # A handler whose transport is gone is closing; it no longer holds a descriptor.
+        open_handlers = [
+            handler for handler in self._server.connections if handler.transport is not None
+        ]
+        if len(open_handlers) + self._pending >= self.max_connections:
+            idle = next((handler for handler in open_handlers if _is_idle(handler)), None)
             if idle is None:
                 self.refused += 1
                 log.warning(
-                    "REST connection limit reached (--rest_api_max_connections=%d) and every "
-                    "connection is busy: refused a new connection with 503",
+                    "REST connection limit reached (--rest_api_max_connections=%d) with no idle "
+                    "connection to close: refused a new connection with 503",
                     self.max_connections,
                 )
                 return _Refused()
@@ -68,6 +79,10 @@ class ConnectionGuard:
                 self.max_connections,
             )
             idle.force_close()
+        self._pending += 1
+        # connection_made runs on the next loop turn; settle one turn after it.
+        loop = asyncio.get_running_loop()
+        loop.call_soon(loop.call_soon, self._settle)
         return self._server()
 
 
