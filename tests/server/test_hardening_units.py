@@ -1,0 +1,104 @@
+"""The hardening pieces on their own: size checks, the in-flight bound, the log filter, rlimit."""
+
+from __future__ import annotations
+
+import logging
+import resource
+
+import grpc
+import pytest
+
+from core import protos
+from server.errors import ServingStatus, for_resource_error
+from server.limits import STRING_ELEMENT_BYTES, RequestLimits, raise_open_file_limit, tensor_bytes
+from server.log_limits import RepeatedLineFilter
+from server.shedding import InflightLimit, default_max_inflight
+from tests.server.hostile import declared_request
+
+DT_FLOAT = protos.types_pb2.DT_FLOAT
+DT_STRING = protos.types_pb2.DT_STRING
+
+
+def _tensor(dtype: int, shape: list[int], values: list[object] | None = None) -> object:
+    return declared_request("m", "x", dtype, shape, values).inputs["x"]
+
+
+def test_tensor_bytes_counts_what_the_fill_rule_builds() -> None:
+    assert tensor_bytes("x", _tensor(DT_FLOAT, [1000, 2], [1.0])) == 8000
+    assert tensor_bytes("x", _tensor(DT_FLOAT, [0, 5])) == 0
+    # Strings: each element's fed cost, and the last string copied into the missing elements.
+    assert tensor_bytes("x", _tensor(DT_STRING, [3], [b"ab"])) == 3 * STRING_ELEMENT_BYTES + 6
+
+
+@pytest.mark.parametrize("shape", [[-1], [2**62, 4], [1] * 255])
+def test_shapes_tensorflow_rejects_are_parsing_errors(shape: list[int]) -> None:
+    with pytest.raises(ServingStatus) as raised:
+        tensor_bytes("x", _tensor(DT_FLOAT, shape, [1.0]))
+    assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.message == "tensor parsing error: x"
+
+
+def test_the_ceiling_counts_every_tensor_of_the_request() -> None:
+    request = declared_request("m", "a", DT_FLOAT, [100], [1.0])
+    request.inputs["b"].CopyFrom(_tensor(DT_FLOAT, [100], [1.0]))
+    assert RequestLimits(max_request_tensor_bytes=800).check(request.inputs) == 800
+    with pytest.raises(ServingStatus) as raised:
+        RequestLimits(max_request_tensor_bytes=799).check(request.inputs)
+    assert raised.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert raised.value.message.startswith("OOM when allocating tensor with shape[100] and type")
+
+
+def test_task_size_comes_before_the_ceiling_as_in_tf_serving() -> None:
+    request = declared_request("m", "x", DT_FLOAT, [10**9, 1], [1.0])
+    with pytest.raises(ServingStatus) as raised:
+        RequestLimits(max_request_tensor_bytes=1000, max_batch_size=32).check(request.inputs)
+    assert raised.value.message == "Task size 1000000000 is larger than maximum input batch size 32"
+
+
+def test_the_inflight_bound_sheds_past_its_limit_and_frees_slots() -> None:
+    limit = InflightLimit(1)
+    with limit.admit():
+        with pytest.raises(ServingStatus) as raised, limit.admit():
+            pass
+        assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+    with limit.admit():
+        assert limit.inflight == 1
+    assert (limit.inflight, limit.shed) == (0, 1)
+    assert default_max_inflight(4) == 64
+
+
+def test_memory_and_recursion_errors_become_plain_statuses() -> None:
+    assert for_resource_error(MemoryError()).code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    status = for_resource_error(RecursionError("maximum recursion depth exceeded"))
+    assert status.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "recursion" not in status.message
+
+
+def _record(message: str) -> logging.LogRecord:
+    return logging.LogRecord("deepchat_tfs.x", logging.WARNING, __file__, 1, message, (), None)
+
+
+def test_repeated_log_lines_pass_a_few_times_per_window_then_are_counted() -> None:
+    now = [0.0]
+    log_filter = RepeatedLineFilter(burst=3, window_s=10, clock=lambda: now[0])
+    passed = [log_filter.filter(_record("limit reached (%d)")) for _ in range(100)]
+    assert passed.count(True) == 3
+    assert log_filter.filter(_record("another line"))
+    now[0] = 11.0
+    record = _record("limit reached (%d)")
+    assert log_filter.filter(record)
+    assert record.msg == "limit reached (%d) [97 similar lines suppressed]"
+
+
+def test_the_soft_open_file_limit_is_raised_to_the_hard_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        if hard != resource.RLIM_INFINITY and soft == hard and hard > 64:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard - 1, hard))
+        before, after = raise_open_file_limit()
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == after
+        if hard != resource.RLIM_INFINITY:
+            assert after == hard
+        assert after >= before
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1), hard))
