@@ -94,6 +94,13 @@ class ServerOptions:
             "more is RESOURCE_EXHAUSTED; 0 = none (deepchat-tfs addition)"
         },
     )
+    tensorflow_cpu_memory_limit_in_mb: int = field(
+        default=4096,
+        metadata={
+            "help": "memory TensorFlow may allocate for tensors on the CPU (its BFC allocator); "
+            "a run needing more fails with RESOURCE_EXHAUSTED; 0 = no limit (deepchat-tfs addition)"
+        },
+    )
     max_inflight_requests: int = field(
         default=0,
         metadata={
@@ -205,7 +212,12 @@ def parse_flags(argv: Sequence[str]) -> ServerOptions:
 
 
 def _validate(options: ServerOptions) -> None:
-    for name in ("max_request_tensor_bytes", "max_inflight_requests", "rest_api_max_body_bytes"):
+    for name in (
+        "max_request_tensor_bytes",
+        "max_inflight_requests",
+        "rest_api_max_body_bytes",
+        "tensorflow_cpu_memory_limit_in_mb",
+    ):
         if getattr(options, name) < 0:
             raise FlagError(f"--{name}: expected 0 or more, got {getattr(options, name)}")
     for name in ("rest_api_max_connections", "rest_api_idle_timeout_in_ms"):

@@ -10,6 +10,7 @@ request's tensors take once built: over it is RESOURCE_EXHAUSTED with TensorFlow
 from __future__ import annotations
 
 import math
+import os
 import resource
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -131,3 +132,14 @@ def raise_open_file_limit() -> tuple[int, int]:
     except (ValueError, OSError):
         return soft, soft
     return soft, target
+
+
+def limit_tensorflow_cpu_memory(limit_mb: int) -> None:
+    """Make TensorFlow allocate CPU tensors from a BFC allocator capped at limit_mb (0 = no cap).
+
+    Must run before TensorFlow is imported. A run that needs more fails with TensorFlow's own
+    RESOURCE_EXHAUSTED "OOM when allocating tensor ...", instead of growing the process.
+    """
+    if limit_mb > 0:
+        os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
+        os.environ["TF_CPU_BFC_MEM_LIMIT_IN_MB"] = str(limit_mb)

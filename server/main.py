@@ -17,7 +17,7 @@ from server import lifecycle
 from server.config import ConfigFileError, initial_model_server_config, load_monitoring_config
 from server.errors import ServingStatus
 from server.flags import FlagError, ServerOptions, parse_flags, usage
-from server.limits import RequestLimits, raise_open_file_limit
+from server.limits import RequestLimits, limit_tensorflow_cpu_memory, raise_open_file_limit
 from server.log_limits import RepeatedLineFilter
 
 log = logging.getLogger("deepchat_tfs.server")
@@ -60,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"deepchat-tfs serve: {error}", file=sys.stderr)
         return 2
     _configure_logging()
+    limit_tensorflow_cpu_memory(options.tensorflow_cpu_memory_limit_in_mb)
     soft_before, soft_after = raise_open_file_limit()
     if soft_after != soft_before:
         log.info("raised the open file limit from %d to %d", soft_before, soft_after)

@@ -222,3 +222,32 @@ async def test_garbage_bytes_over_grpc_are_invalid_argument(
         "tensorflow.serving.PredictRequest"
     )
     assert status.model_version_status
+
+
+async def test_100000_text_rows_to_the_unbatched_demo_model_stop_at_tensorflows_memory_limit(
+    start_server: Callable[..., EmbeddedServer], demo_model_base_path: Path
+) -> None:
+    # The rows are small; the model's intermediate tensors are what grows (6.5 GB here).
+    limit_mb = 1024
+    server = start_server(
+        models=[{"name": "deepchat_model", "base_path": demo_model_base_path}],
+        flags=[f"--tensorflow_cpu_memory_limit_in_mb={limit_mb}"],
+    )
+    body = json.dumps({"instances": ["what is a canary"] * 100_000})
+    async with aiohttp.ClientSession() as http:
+        with watch_rss(server.pid) as rss:
+            async with http.post(
+                f"{server.rest_url}/v1/models/deepchat_model:predict",
+                data=body,
+                timeout=aiohttp.ClientTimeout(total=120),
+            ) as response:
+                status, answer = response.status, await response.json()
+        # The server still answers afterwards.
+        async with http.post(
+            f"{server.rest_url}/v1/models/deepchat_model:predict",
+            json={"instances": ["what is a canary"]},
+        ) as response:
+            assert response.status == 200
+    assert status == 429
+    assert answer["error"].startswith("OOM when allocating tensor with shape")
+    assert rss.growth_mb < limit_mb + RSS_GROWTH_BOUND_MB
