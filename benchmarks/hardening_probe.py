@@ -333,6 +333,17 @@ def main(argv: list[str] | None = None) -> int:
              lambda e: rest_case(e.rest_url + predict, big_int)),
             ("rest", "gRPC garbage bytes", None, lambda e: grpc_raw_case(e.grpc_target, garbage)),
         ]  # fmt: skip
+    if "restbody" in cases:
+        zeros = b"[" + b"0," * (8 * 2**20 - 1) + b"0]"  # 16 MiB of JSON per input
+        body = b'{"inputs": {"a": ' + zeros + b', "b": ' + zeros + b"}}"
+        single.append(
+            (
+                "restbody",
+                f"REST {len(body) / 2**20:.0f} MiB body of zeros to tf2_add",
+                None,
+                lambda e: rest_case(e.rest_url + "/v1/models/tf2_add:predict", body),
+            )
+        )
     for _, label, batching, send in single:
         with server(models, batching=batching) as embedded:
             measure(label, embedded, kill, lambda s=send, e=embedded: s(e))
