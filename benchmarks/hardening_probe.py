@@ -294,7 +294,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=2000)
     args = parser.parse_args(argv)
     root, kill = args.models_root.resolve(), args.kill_rss_mb
-    cases = set(args.case) or {"fill", "batching", "rest", "demo", "connections", "overload"}
+    cases = set(args.case) or {
+        "fill",
+        "batching",
+        "rest",
+        "restbody",
+        "demo",
+        "connections",
+        "overload",
+    }
     models = [(name, root / name) for name in ("half_plus_two", "strings", "tf2_add")]
     dt_float, dt_string = protos.types_pb2.DT_FLOAT, protos.types_pb2.DT_STRING
     print("| case | time to answer | RSS before (MB) | peak RSS (MB) | RSS after | answer |")
@@ -334,16 +342,17 @@ def main(argv: list[str] | None = None) -> int:
             ("rest", "gRPC garbage bytes", None, lambda e: grpc_raw_case(e.grpc_target, garbage)),
         ]  # fmt: skip
     if "restbody" in cases:
-        zeros = b"[" + b"0," * (8 * 2**20 - 1) + b"0]"  # 16 MiB of JSON per input
-        body = b'{"inputs": {"a": ' + zeros + b', "b": ' + zeros + b"}}"
-        single.append(
-            (
-                "restbody",
-                f"REST {len(body) / 2**20:.0f} MiB body of zeros to tf2_add",
-                None,
-                lambda e: rest_case(e.rest_url + "/v1/models/tf2_add:predict", body),
+        for mib in (15, 32):
+            zeros = b"[" + b"0," * (mib * 2**18 - 1) + b"0]"  # mib / 2 MiB of JSON per input
+            body = b'{"inputs": {"a": ' + zeros + b', "b": ' + zeros + b"}}"
+            single.append(
+                (
+                    "restbody",
+                    f"REST {len(body) / 2**20:.0f} MiB body of zeros to tf2_add",
+                    None,
+                    lambda e, b=body: rest_case(e.rest_url + "/v1/models/tf2_add:predict", b),
+                )
             )
-        )
     for _, label, batching, send in single:
         with server(models, batching=batching) as embedded:
             measure(label, embedded, kill, lambda s=send, e=embedded: s(e))

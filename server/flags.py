@@ -123,7 +123,7 @@ class ServerOptions:
         },
     )
     rest_api_max_body_bytes: int = field(
-        default=64 * 2**20,
+        default=16 * 2**20,
         metadata={"help": "largest REST request body; more is refused (deepchat-tfs addition)"},
     )
     host: str = field(
