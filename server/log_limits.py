@@ -1,8 +1,9 @@
 """A logging filter that lets a repeated line through a few times per window, then counts it.
 
 A flood of equal failures (say, accept() failing once per refused connection) must not fill the
-disk with tracebacks: each distinct line (logger, level, message template) passes BURST times per
-WINDOW_S seconds; the rest are dropped and a count of them is added to the next one let through.
+disk with tracebacks: each distinct line (logger, level, first line of the message template)
+passes BURST times per WINDOW_S seconds; the rest are dropped and a count of them is added to the
+next one let through.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class RepeatedLineFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """True for a record to write; a passing record mentions how many were dropped."""
-        key = (record.name, record.levelno, str(record.msg))
+        # The first line only: asyncio's reports add the socket (and its fd) on later lines.
+        key = (record.name, record.levelno, str(record.msg).split("\n", 1)[0])
         now = self._clock()
         with self._lock:
             window = self._windows.get(key)

@@ -102,3 +102,12 @@ def test_the_soft_open_file_limit_is_raised_to_the_hard_limit() -> None:
         assert after >= before
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1), hard))
+
+
+def test_multi_line_reports_are_grouped_by_their_first_line() -> None:
+    log_filter = RepeatedLineFilter(burst=2, window_s=10, clock=lambda: 0.0)
+    passed = [
+        log_filter.filter(_record(f"socket.accept() out of system resource\nsocket: fd={fd}"))
+        for fd in range(50)
+    ]
+    assert passed.count(True) == 2
