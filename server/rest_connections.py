@@ -17,12 +17,12 @@ from aiohttp import web
 
 log = logging.getLogger("deepchat_tfs.server.rest")
 
+_BUSY_BODY = b'{"error": "Too many open connections; retry later"}\n'
 _BUSY_RESPONSE = (
     b"HTTP/1.1 503 Service Unavailable\r\n"
     b"Content-Type: application/json\r\n"
     b"Connection: close\r\n"
-    b"Content-Length: 54\r\n\r\n"
-    b'{"error": "Too many open connections; retry later"}\r\n'
+    b"Content-Length: " + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import resource
 
@@ -12,6 +13,7 @@ from core import protos
 from server.errors import ServingStatus, for_resource_error
 from server.limits import STRING_ELEMENT_BYTES, RequestLimits, raise_open_file_limit, tensor_bytes
 from server.log_limits import RepeatedLineFilter
+from server.rest_connections import ConnectionGuard
 from server.shedding import InflightLimit, default_max_inflight
 from tests.server.hostile import declared_request
 
@@ -111,3 +113,54 @@ def test_multi_line_reports_are_grouped_by_their_first_line() -> None:
         for fd in range(50)
     ]
     assert passed.count(True) == 2
+
+
+class _FakeHandler:
+    def __init__(self, busy: bool) -> None:
+        self.transport: object | None = object()
+        self._current_request = object() if busy else None
+        self.closed = False
+
+    def force_close(self) -> None:
+        self.closed = True
+        self.transport = None
+
+
+class _FakeServer:
+    def __init__(self, handlers: list[_FakeHandler]) -> None:
+        self.connections = handlers
+        self.made = 0
+
+    def __call__(self) -> object:
+        self.made += 1
+        return object()
+
+
+async def test_the_connection_guard_closes_the_oldest_idle_connection_at_the_bound() -> None:
+    busy, idle_old, idle_new = _FakeHandler(True), _FakeHandler(False), _FakeHandler(False)
+    server = _FakeServer([busy, idle_old, idle_new])
+    guard = ConnectionGuard(server, max_connections=3)  # type: ignore[arg-type]
+    guard()
+    assert (busy.closed, idle_old.closed, idle_new.closed) == (False, True, False)
+    assert server.made == 1 and guard.evicted == 1
+
+
+async def test_the_connection_guard_refuses_with_503_when_every_connection_is_busy() -> None:
+    server = _FakeServer([_FakeHandler(True), _FakeHandler(True)])
+    guard = ConnectionGuard(server, max_connections=2)  # type: ignore[arg-type]
+    protocol = guard()
+    assert isinstance(protocol, asyncio.Protocol) and server.made == 0
+    written: list[bytes] = []
+
+    class _Transport(asyncio.Transport):
+        def write(self, data: bytes | bytearray | memoryview) -> None:
+            written.append(bytes(data))
+
+        def close(self) -> None:
+            written.append(b"<closed>")
+
+    protocol.connection_made(_Transport())
+    head, _, body = written[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 ")
+    assert f"Content-Length: {len(body)}".encode() in head
+    assert written[-1] == b"<closed>"
