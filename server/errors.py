@@ -86,6 +86,16 @@ def unimplemented(message: str) -> ServingStatus:
     return ServingStatus(grpc.StatusCode.UNIMPLEMENTED, message)
 
 
+def for_resource_error(error: BaseException) -> ServingStatus:
+    """The plain status for a MemoryError (RESOURCE_EXHAUSTED) or a RecursionError."""
+    if isinstance(error, RecursionError):
+        return invalid_argument("The request nests values too deeply to be read")
+    return ServingStatus(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "OOM when allocating the request's tensors: the server is out of memory for them",
+    )
+
+
 # TF Serving's text when a batch queue is full (shared_batch_scheduler.h).
 BATCH_QUEUE_FULL_MESSAGE = "The batch scheduling queue to which this task was submitted is full"
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from server import errors
 from server.errors import ServingStatus
+from server.shedding import InflightLimit, default_max_inflight
 
 log = logging.getLogger("deepchat_tfs.server.execution")
 
@@ -76,8 +77,11 @@ class Executor:
         max_threads: int,
         batching_parameters: Any = None,
         metrics: Any = None,
+        max_inflight: int = 0,
     ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="session-run")
+        # Unbatched runs beyond this many (running or queued) are shed with UNAVAILABLE.
+        self.inflight = InflightLimit(max_inflight or default_max_inflight(max_threads))
         self._batching_parameters = batching_parameters
         self._metrics = metrics
         # One scheduler per (servable, signature, outputs), like TF Serving's batching session.
@@ -138,13 +142,14 @@ class Executor:
         return max(1, int(remaining * 1000))
 
     async def _in_pool(self, call: Any, deadline: float | None) -> Any:
-        future = asyncio.get_running_loop().run_in_executor(self._pool, call)
-        if deadline is None:
-            return await future
-        try:
-            return await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
-            raise errors.deadline_exceeded("Deadline Exceeded") from None
+        with self.inflight.admit():
+            future = asyncio.get_running_loop().run_in_executor(self._pool, call)
+            if deadline is None:
+                return await future
+            try:
+                return await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                raise errors.deadline_exceeded("Deadline Exceeded") from None
 
     def _scheduler(
         self,

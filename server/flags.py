@@ -81,6 +81,51 @@ class ServerOptions:
     grpc_max_threads: int = field(
         default=0, metadata={"help": "max concurrent gRPC calls; 0 = unlimited"}
     )
+    ssl_config_file: str = field(
+        default="",
+        metadata={
+            "help": "text-format SSLConfig file: serve gRPC over TLS (mTLS with client_verify)"
+        },
+    )
+    max_request_tensor_bytes: int = field(
+        default=256 * 2**20,
+        metadata={
+            "help": "ceiling on a request's tensor bytes once built, checked before building; "
+            "more is RESOURCE_EXHAUSTED; 0 = none (deepchat-tfs addition)"
+        },
+    )
+    tensorflow_cpu_memory_limit_in_mb: int = field(
+        default=4096,
+        metadata={
+            "help": "memory TensorFlow may allocate for tensors on the CPU (its BFC allocator); "
+            "a run needing more fails with RESOURCE_EXHAUSTED; 0 = no limit (deepchat-tfs addition)"
+        },
+    )
+    max_inflight_requests: int = field(
+        default=0,
+        metadata={
+            "help": "unbatched requests running or queued for a session run; more are shed at "
+            "once with UNAVAILABLE; 0 = 16 per session thread (deepchat-tfs addition)"
+        },
+    )
+    rest_api_max_connections: int = field(
+        default=2048,
+        metadata={
+            "help": "open REST connections; past it the oldest idle one is closed, or the new "
+            "one refused with 503 (deepchat-tfs addition)"
+        },
+    )
+    rest_api_idle_timeout_in_ms: int = field(
+        default=15000,
+        metadata={
+            "help": "close a REST connection whose request headers or next keep-alive request "
+            "take longer than this (deepchat-tfs addition)"
+        },
+    )
+    rest_api_max_body_bytes: int = field(
+        default=16 * 2**20,
+        metadata={"help": "largest REST request body; more is refused (deepchat-tfs addition)"},
+    )
     host: str = field(
         default="127.0.0.1", metadata={"help": "address to bind (deepchat-tfs addition)"}
     )
@@ -167,6 +212,17 @@ def parse_flags(argv: Sequence[str]) -> ServerOptions:
 
 
 def _validate(options: ServerOptions) -> None:
+    for name in (
+        "max_request_tensor_bytes",
+        "max_inflight_requests",
+        "rest_api_max_body_bytes",
+        "tensorflow_cpu_memory_limit_in_mb",
+    ):
+        if getattr(options, name) < 0:
+            raise FlagError(f"--{name}: expected 0 or more, got {getattr(options, name)}")
+    for name in ("rest_api_max_connections", "rest_api_idle_timeout_in_ms"):
+        if getattr(options, name) < 1:
+            raise FlagError(f"--{name}: expected 1 or more, got {getattr(options, name)}")
     for name in ("port", "rest_api_port"):
         port = getattr(options, name)
         if not 0 <= port <= 65535:

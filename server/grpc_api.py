@@ -11,9 +11,15 @@ from typing import Any, NoReturn
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from core.wire.protos import model_service_pb2_grpc, prediction_service_pb2_grpc
+from core.wire.protos import (
+    model_service_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2,
+    prediction_service_pb2_grpc,
+)
 from server.errors import ServingStatus
 from server.flags import parse_channel_arguments
+from server.grpc_requests import add_servicer
 from server.service import InferenceService
 
 log = logging.getLogger("deepchat_tfs.server.grpc")
@@ -129,17 +135,26 @@ class GrpcEndpoint:
         *,
         channel_arguments: str = "",
         max_threads: int = 0,
+        credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         self.server = grpc.aio.server(
             options=channel_options(channel_arguments),
             maximum_concurrent_rpcs=max_threads or None,
         )
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(service), self.server
+        # Requests whose bytes do not parse get INVALID_ARGUMENT, not grpc.aio's UNKNOWN.
+        add_servicer(
+            prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server,
+            PredictionServicer(service),
+            self.server,
+            prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
         )
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelServicer(service), self.server
+        add_servicer(
+            model_service_pb2_grpc.add_ModelServiceServicer_to_server,
+            ModelServicer(service),
+            self.server,
+            model_service_pb2.DESCRIPTOR.services_by_name["ModelService"],
         )
+        self._credentials = credentials
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.ports: list[int] = []
@@ -153,7 +168,11 @@ class GrpcEndpoint:
                 # A socket file left by a server that died; gRPC cannot bind over it.
                 os.unlink(socket_path)
         try:
-            port = int(self.server.add_insecure_port(address))
+            if self._credentials is not None and not address.startswith("unix:"):
+                # TLS on TCP only; the local socket stays plaintext, as in TF Serving.
+                port = int(self.server.add_secure_port(address, self._credentials))
+            else:
+                port = int(self.server.add_insecure_port(address))
         except RuntimeError as error:
             raise BindError(f"cannot listen on {address}: {error}") from None
         if port == 0 and not address.startswith("unix:"):

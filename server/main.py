@@ -13,11 +13,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
-from core.embedded.protocol import ready_line
+from core.embedded.launcher.protocol import ready_line
+
 from server import lifecycle
 from server.config import ConfigFileError, initial_model_server_config, load_monitoring_config
 from server.errors import ServingStatus
 from server.flags import FlagError, ServerOptions, parse_flags, usage
+from server.limits import RequestLimits, limit_tensorflow_cpu_memory, raise_open_file_limit
+from server.log_limits import RepeatedLineFilter
 
 log = logging.getLogger("deepchat_tfs.server")
 
@@ -33,10 +36,16 @@ def _configure_logging() -> None:
             "%(asctime)s.%(msecs)03d %(levelname).1s %(name)s] %(message)s", "%H:%M:%S"
         )
     )
+    # A flood of equal lines (one per refused connection, say) is cut to a few per window.
+    handler.addFilter(RepeatedLineFilter())
     root = logging.getLogger("deepchat_tfs")
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
     root.propagate = False
+    for name in ("asyncio", "aiohttp", "grpc"):
+        library = logging.getLogger(name)
+        library.handlers[:] = [handler]
+        library.propagate = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"deepchat-tfs serve: {error}", file=sys.stderr)
         return 2
     _configure_logging()
+    limit_tensorflow_cpu_memory(options.tensorflow_cpu_memory_limit_in_mb)
+    soft_before, soft_after = raise_open_file_limit()
+    if soft_after != soft_before:
+        log.info("raised the open file limit from %d to %d", soft_before, soft_after)
     if options.parent_pid:
         lifecycle.die_with_parent(options.parent_pid)
     # Only the ready line may reach stdout: the launcher reads it, and a console may own the tty.
@@ -86,6 +99,21 @@ def _make_metrics() -> Any:
     return ServerMetrics()
 
 
+def _grpc_credentials(options: ServerOptions) -> Any:
+    """TLS credentials from --ssl_config_file, or None for plaintext gRPC."""
+    if not options.ssl_config_file:
+        return None
+    from server.tls import load_ssl_config, server_credentials
+
+    ssl_config = load_ssl_config(options.ssl_config_file)
+    log.info(
+        "gRPC uses TLS from --ssl_config_file %s%s",
+        options.ssl_config_file,
+        " and requires verified client certificates" if ssl_config.client_verify else "",
+    )
+    return server_credentials(ssl_config)
+
+
 def _check_base_paths(config: Any) -> None:
     for model in config.model_config_list.config:
         base_path = Path(model.base_path)
@@ -94,6 +122,14 @@ def _check_base_paths(config: Any) -> None:
                 f"model {model.name!r}: base path {model.base_path!r} is not a directory; "
                 "expected a directory holding numbered SavedModel versions (e.g. BASE/1/)"
             )
+
+
+def request_limits(options: ServerOptions, batching_parameters: Any) -> RequestLimits:
+    """The size checks the flags ask for (batching's task size when tasks are never split)."""
+    max_batch_size = 0
+    if batching_parameters is not None and not batching_parameters.enable_large_batch_splitting:
+        max_batch_size = batching_parameters.max_batch_size
+    return RequestLimits(options.max_request_tensor_bytes, max_batch_size)
 
 
 def _build_service(options: ServerOptions, batching_parameters: Any, metrics: Any) -> Any:
@@ -106,6 +142,7 @@ def _build_service(options: ServerOptions, batching_parameters: Any, metrics: An
         max_threads=options.grpc_max_threads or max(4, 2 * (os.cpu_count() or 1)),
         batching_parameters=batching_parameters,
         metrics=metrics,
+        max_inflight=options.max_inflight_requests,
     )
     load = partial(
         _load_servable,
@@ -119,7 +156,9 @@ def _build_service(options: ServerOptions, batching_parameters: Any, metrics: An
         on_unload=executor.forget,
         allow_labels_for_unavailable=options.allow_version_labels_for_unavailable_models,
     )
-    return InferenceService(manager, executor, metrics)
+    return InferenceService(
+        manager, executor, metrics, request_limits(options, batching_parameters)
+    )
 
 
 def _load_servable(name: str, version: int, path: Path, *, warm_up: bool, **load: Any) -> Any:
@@ -175,6 +214,9 @@ async def _start_rest(
             timeout_ms=options.rest_api_timeout_in_ms,
             metrics=metrics,
             monitoring=monitoring,
+            max_body_bytes=options.rest_api_max_body_bytes,
+            max_connections=options.rest_api_max_connections,
+            idle_timeout_s=options.rest_api_idle_timeout_in_ms / 1000,
         )
     except OSError as error:
         raise StartupError(
@@ -194,6 +236,7 @@ async def _serve(options: ServerOptions, ready_stream: TextIO) -> int:
             if options.monitoring_config_file
             else None
         )
+        credentials = _grpc_credentials(options)
     except ConfigFileError as error:
         raise StartupError(str(error)) from None
     batching_parameters = _read_batching_parameters(options)
@@ -216,16 +259,21 @@ async def _serve(options: ServerOptions, ready_stream: TextIO) -> int:
             addresses,
             channel_arguments=options.grpc_channel_arguments,
             max_threads=options.grpc_max_threads,
+            credentials=credentials,
         )
     except BindError as error:
         raise StartupError(f"{error} (gRPC, --port={options.port})") from None
     if options.rest_api_port:
         _check_port_free(options.host, options.rest_api_port, "REST, --rest_api_port")
     await asyncio.to_thread(import_tensorflow)
-    try:
-        await service.manager.reload_config(model_config)
-    except ServingStatus as error:
-        raise StartupError(error.message) from None
+    if model_config.WhichOneof("config") is None:
+        # TF Serving's ServerCore starts with no models and waits for a config to arrive.
+        log.info("Taking no action for empty config.")
+    else:
+        try:
+            await service.manager.reload_config(model_config)
+        except ServingStatus as error:
+            raise StartupError(error.message) from None
     if stop.is_set():
         # Asked to stop while the models loaded: leave without ever reporting ready.
         await service.manager.close()

@@ -5,6 +5,7 @@ Paths, JSON and error mapping follow http_rest_api_handler.cc / http_rest_api_ut
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -26,6 +27,7 @@ from core.wire.protos import (
 )
 from server import errors, inference, rest_examples
 from server.errors import ServingStatus
+from server.rest_connections import GuardedTCPSite
 from server.service import SIGNATURE_DEF_FIELD, InferenceService
 
 log = logging.getLogger("deepchat_tfs.server.rest")
@@ -37,8 +39,9 @@ _PREDICTION_PATH = re.compile(
 _STATUS_PATH = re.compile(
     r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?"
 )
-# TF Serving accepts requests as large as gRPC's: aiohttp's 1 MiB default would refuse many.
-MAX_BODY_BYTES = 2**31 - 1
+# aiohttp's 1 MiB default would refuse many tensors; --rest_api_max_body_bytes sets the bound.
+# Python's JSON parse takes ~40x a body of small numbers in memory, hence not TF Serving's 2 GiB.
+DEFAULT_MAX_BODY_BYTES = 16 * 2**20
 
 
 def _json_response(payload: Any, status: int = 200) -> web.Response:
@@ -79,14 +82,24 @@ def _parse_json(body: bytes) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise errors.invalid_argument(f"JSON Parse error: {error}") from None
+    except RecursionError:
+        raise errors.invalid_argument(
+            "JSON Parse error: the document nests arrays or objects too deeply"
+        ) from None
+    except ValueError:
+        # Python refuses integers of more than 4300 digits; rapidjson's text for such numbers.
+        raise errors.invalid_argument(
+            "JSON Parse error: Number too big to be stored in double."
+        ) from None
 
 
 class RestApi:
     """Request handlers for /v1/models/... on top of the shared InferenceService."""
 
-    def __init__(self, service: InferenceService, timeout_ms: int) -> None:
+    def __init__(self, service: InferenceService, timeout_ms: int, max_body_bytes: int = 0) -> None:
         self._service = service
         self._timeout_ms = timeout_ms
+        self._max_body_bytes = max_body_bytes
 
     def _deadline(self) -> float | None:
         return time.monotonic() + self._timeout_ms / 1000 if self._timeout_ms > 0 else None
@@ -100,6 +113,14 @@ class RestApi:
             return await self._dispatch(request, path)
         except ServingStatus as error:
             return _error_response(error)
+        except web.HTTPRequestEntityTooLarge:
+            return _json_response(
+                {
+                    "error": "Request body is larger than the server's limit of "
+                    f"{self._max_body_bytes} bytes (--rest_api_max_body_bytes)"
+                },
+                413,
+            )
         except Exception as error:
             log.exception("REST %s %s failed", request.method, path)
             return _error_response(errors.internal(f"{type(error).__name__}: {error}"))
@@ -122,7 +143,7 @@ class RestApi:
             handler = handlers.get(method)
             if handler is None:
                 raise malformed
-            return _json_response(await handler(spec_args, await request.read()))
+            return _json_response(await handler(spec_args, await self._read_body(request)))
         if request.method == "GET":
             match = _STATUS_PATH.fullmatch(path)
             if match is None:
@@ -135,6 +156,17 @@ class RestApi:
                 return _json_response(await self._metadata(spec_args))
             return _json_response(await self._status(spec_args))
         raise malformed
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        """The request body, read within the REST timeout (a client trickling it is cut off)."""
+        if self._timeout_ms <= 0:
+            return await request.read()
+        try:
+            return await asyncio.wait_for(request.read(), self._timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            raise errors.deadline_exceeded(
+                f"Request body not received within {self._timeout_ms} ms"
+            ) from None
 
     async def _predict(self, spec_args: tuple[str, str | None, str | None], body: bytes) -> Any:
         return await self._service.measured(
@@ -227,9 +259,10 @@ def build_app(
     timeout_ms: int,
     metrics: Any = None,
     monitoring: Any = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> web.Application:
     """The aiohttp application: the Prometheus path (when enabled) and everything under /v1/."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app = web.Application(client_max_size=max_body_bytes or 2**31 - 1)
     if metrics is not None and monitoring is not None and monitoring.prometheus_config.enable:
         metrics_path = monitoring.prometheus_config.path
 
@@ -238,7 +271,7 @@ def build_app(
             return web.Response(body=body, headers={"Content-Type": content_type})
 
         app.router.add_get(metrics_path, prometheus)
-    api = RestApi(service, timeout_ms)
+    api = RestApi(service, timeout_ms, max_body_bytes)
     app.router.add_route("*", "/{tail:.*}", api.handle)
     return app
 
@@ -251,20 +284,28 @@ async def start_rest_server(
     timeout_ms: int,
     metrics: Any = None,
     monitoring: Any = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_connections: int = 2048,
+    idle_timeout_s: float = 15.0,
 ) -> tuple[web.AppRunner, int]:
     """Listen for REST on host:port; returns the runner (for cleanup) and the bound port."""
-    app = build_app(service, timeout_ms=timeout_ms, metrics=metrics, monitoring=monitoring)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    app = build_app(
+        service,
+        timeout_ms=timeout_ms,
+        metrics=metrics,
+        monitoring=monitoring,
+        max_body_bytes=max_body_bytes,
+    )
+    # keepalive_timeout also closes a connection whose first request headers never complete.
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, keepalive_timeout=idle_timeout_s
+    )
     await runner.setup()
-    # reuse_port off: a second server on the same port must fail, not share it.
-    site = web.TCPSite(runner, host, port, reuse_port=False)
+    # reuse_port off (in the site): a second server on the same port must fail, not share it.
+    site = GuardedTCPSite(runner, host, port, max_connections=max_connections)
     try:
         await site.start()
     except OSError:
         await runner.cleanup()
         raise
-    bound_port = port
-    server = getattr(site, "_server", None)
-    if server is not None and server.sockets:
-        bound_port = server.sockets[0].getsockname()[1]
-    return runner, bound_port
+    return runner, site.bound_port

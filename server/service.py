@@ -19,6 +19,7 @@ from core.wire.protos import (
 from server import errors, inference
 from server.errors import ServingStatus
 from server.execution import Executor
+from server.limits import RequestLimits
 from server.manager import ModelManager
 
 log = logging.getLogger("deepchat_tfs.server.service")
@@ -30,10 +31,18 @@ T = TypeVar("T")
 class InferenceService:
     """TF Serving's PredictionService and ModelService logic, shared by gRPC and REST."""
 
-    def __init__(self, manager: ModelManager, executor: Executor, metrics: Any = None) -> None:
+    def __init__(
+        self,
+        manager: ModelManager,
+        executor: Executor,
+        metrics: Any = None,
+        limits: RequestLimits | None = None,
+    ) -> None:
         self.manager = manager
         self.executor = executor
         self.metrics = metrics
+        # Size checks on a Predict's TensorProtos before any array is built.
+        self.limits = limits or RequestLimits()
 
     async def measured(
         self,
@@ -50,6 +59,11 @@ class InferenceService:
         except ServingStatus as error:
             status = error.code_name
             raise
+        except (MemoryError, RecursionError) as error:
+            # Plain answers for a request too large or too deep to build, no Python internals.
+            failure = errors.for_resource_error(error)
+            status = failure.code_name
+            raise failure from None
         except Exception as error:
             log.exception("%s failed unexpectedly", api)
             status = "INTERNAL"
@@ -79,6 +93,7 @@ class InferenceService:
             signature_name, signature = inference.find_predict_signature(
                 servable.signature_defs, request.model_spec.signature_name
             )
+            self.limits.check(request.inputs)
             prepared = inference.prepare_predict(signature_name, signature, request)
             outputs = await self.executor.run(
                 servable,
