@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
-from core.embedded.launcher.protocol import ready_line
+from core.embedded.protocol import ready_line
 
 from server import lifecycle
 from server.config import ConfigFileError, initial_model_server_config, load_monitoring_config
