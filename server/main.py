@@ -51,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FlagError as error:
         print(f"deepchat-tfs serve: {error}", file=sys.stderr)
         return 2
+    if options.version:
+        print(_version_text(), end="")
+        return 0
     _configure_logging()
     if options.parent_pid:
         lifecycle.die_with_parent(options.parent_pid)
@@ -66,6 +69,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         sys.stdout = ready_stream
+
+
+def _version_text() -> str:
+    """What tensorflow_model_server --version prints, naming this server and its TensorFlow."""
+    from importlib import metadata
+
+    from server.models import import_tensorflow
+
+    try:
+        served_by = metadata.version("deepchat-tfs")
+    except metadata.PackageNotFoundError:
+        served_by = "unknown"
+    tf = import_tensorflow()
+    return (
+        f"TensorFlow ModelServer: deepchat-tfs {served_by}\nTensorFlow Library: {tf.__version__}\n"
+    )
 
 
 def _read_batching_parameters(options: ServerOptions) -> Any:
@@ -111,6 +130,8 @@ def _build_service(options: ServerOptions, batching_parameters: Any, metrics: An
     load = partial(
         _load_servable,
         warm_up=options.enable_model_warmup,
+        warmup_iterations=max(1, options.num_request_iterations_for_warmup),
+        method_name_check=options.enable_signature_method_name_check,
         tags=[tag.strip() for tag in options.saved_model_tags.split(",") if tag.strip()],
         intra_op_threads=options.tensorflow_intra_op_parallelism,
         inter_op_threads=options.tensorflow_inter_op_parallelism,
@@ -120,10 +141,25 @@ def _build_service(options: ServerOptions, batching_parameters: Any, metrics: An
         on_unload=executor.forget,
         allow_labels_for_unavailable=options.allow_version_labels_for_unavailable_models,
     )
-    return InferenceService(manager, executor, metrics)
+    return InferenceService(
+        manager,
+        executor,
+        metrics,
+        method_name_check=options.enable_signature_method_name_check,
+        tensor_content=options.enable_serialization_as_tensor_content,
+    )
 
 
-def _load_servable(name: str, version: int, path: Path, *, warm_up: bool, **load: Any) -> Any:
+def _load_servable(
+    name: str,
+    version: int,
+    path: Path,
+    *,
+    warm_up: bool,
+    warmup_iterations: int,
+    method_name_check: bool,
+    **load: Any,
+) -> Any:
     """Load one version and replay its warmup requests (blocks; runs in a worker thread)."""
     from server.models import SavedModelServable
     from server.warmup import warm_up as replay_warmup
@@ -131,7 +167,9 @@ def _load_servable(name: str, version: int, path: Path, *, warm_up: bool, **load
     servable = SavedModelServable.load(name, version, path, **load)
     if warm_up:
         try:
-            replay_warmup(servable)
+            replay_warmup(
+                servable, iterations=warmup_iterations, method_name_check=method_name_check
+            )
         except BaseException:
             servable.close()
             raise

@@ -162,8 +162,7 @@ class RestApi:
                 request.inputs[alias].CopyFrom(tensors.make_tensor_proto(array, dtype=dtype))
         except ValueError as error:
             raise errors.invalid_argument(str(error)) from None
-        response = await self._service.run_predict(request, self._deadline())
-        outputs = {alias: tensors.make_ndarray(proto) for alias, proto in response.outputs.items()}
+        _, _, outputs = await self._service.run_predict_arrays(request, self._deadline())
         return rest_json.encode_predict_response(outputs, decoded.row_format)
 
     def _signature_inputs(self, model_spec: Any, signature_name: str) -> Any:
