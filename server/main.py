@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
-from server import lifecycle
+from server import heap, lifecycle
 from server.config import ConfigFileError, initial_model_server_config, load_monitoring_config
 from server.errors import ServingStatus
 from server.flags import FlagError, ServerOptions, parse_flags, usage
@@ -274,6 +274,8 @@ async def _serve(options: ServerOptions, ready_stream: TextIO) -> int:
     rest_runner, rest_port = await _start_rest(options, service, metrics, monitoring)
     background = _background_tasks(options, service.manager, stop)
 
+    # Pay the collector's first full pass over TensorFlow's objects now, not during requests.
+    heap.settle()
     rest_text = f"{options.host}:{rest_port}" if rest_port else "off"
     unix_text = f" unix={options.grpc_socket_path}" if options.grpc_socket_path else ""
     grpc_port = grpc_endpoint.ports[0]

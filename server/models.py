@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from server import heap
+
 _tf_lock = threading.Lock()
 _tf_module: Any = None
 
@@ -119,10 +121,14 @@ class SavedModelServable:
         return [np.asarray(output) for output in outputs]
 
     def close(self) -> None:
-        """Release the session; later runs raise."""
+        """Release the session and the graph; later runs raise."""
         if not self._closed:
             self._closed = True
             self._session.close()
+            # The graph's Python objects form reference cycles: drop them for the collector.
+            self._session = self._graph = None
+            self._tf_outputs = {}
+            heap.release_unloaded()
 
 
 def scan_versions(base_path: Path) -> dict[int, Path]:
