@@ -60,10 +60,11 @@ class ServerOptions:
         default=0, metadata={"help": "threads for TensorFlow ops (sets intra and inter op)"}
     )
     tensorflow_intra_op_parallelism: int = field(
-        default=0, metadata={"help": "threads inside one op; 0 = TensorFlow's choice"}
+        default=0, metadata={"help": "threads inside one op; 0 = auto (all cores but one)"}
     )
     tensorflow_inter_op_parallelism: int = field(
-        default=0, metadata={"help": "ops run in parallel; 0 = TensorFlow's choice"}
+        default=0,
+        metadata={"help": "ops run in parallel; 0 = auto (ops run in the calling thread)"},
     )
     saved_model_tags: str = field(
         default="serve", metadata={"help": "comma-separated tags of the MetaGraphDef to load"}

@@ -133,8 +133,7 @@ def _build_service(options: ServerOptions, batching_parameters: Any, metrics: An
         warmup_iterations=max(1, options.num_request_iterations_for_warmup),
         method_name_check=options.enable_signature_method_name_check,
         tags=[tag.strip() for tag in options.saved_model_tags.split(",") if tag.strip()],
-        intra_op_threads=options.tensorflow_intra_op_parallelism,
-        inter_op_threads=options.tensorflow_inter_op_parallelism,
+        **session_threads(options),
     )
     manager = ModelManager(
         load,
@@ -148,6 +147,20 @@ def _build_service(options: ServerOptions, batching_parameters: Any, metrics: An
         method_name_check=options.enable_signature_method_name_check,
         tensor_content=options.enable_serialization_as_tensor_content,
     )
+
+
+def session_threads(options: ServerOptions) -> dict[str, int]:
+    """TensorFlow's thread pools: the flags when set, else sized for a small machine.
+
+    0 means auto-configured, as in TF Serving. Auto runs each op in the thread that called the
+    session (inter-op -1: no handoff to a pool whose threads spin while waiting for work) and
+    gives single ops all cores but one, which stays for the gRPC and event-loop threads.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "intra_op_threads": options.tensorflow_intra_op_parallelism or max(1, (cpus or 1) - 1),
+        "inter_op_threads": options.tensorflow_inter_op_parallelism or -1,
+    }
 
 
 def _load_servable(
