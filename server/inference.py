@@ -64,7 +64,7 @@ def find_predict_signature(signature_defs: Mapping[str, Any], requested: str) ->
 
 def _feed_array(alias: str, proto: Any) -> np.ndarray:
     try:
-        return tensors.make_ndarray(proto)
+        return tensor_fields.to_ndarray(proto)
     except (ValueError, TypeError):
         raise errors.invalid_argument(f"tensor parsing error: {alias}") from None
 
@@ -123,6 +123,49 @@ def prepare_predict(signature_name: str, signature: Any, request: Any) -> Prepar
     return PreparedRun(signature_name, inputs, output_aliases(signature, request.output_filter))
 
 
+@dataclass(frozen=True)
+class _PredictPlan:
+    """What validating one request shape decided: the aliases fed from the request, the
+    defaults fed otherwise, and the outputs to fetch."""
+
+    from_request: tuple[str, ...]
+    defaults: tuple[tuple[str, np.ndarray], ...]
+    output_aliases: tuple[str, ...]
+
+
+MAX_PLANS = 256  # request shapes remembered per servable
+
+
+def prepare_predict_cached(
+    signature_name: str, signature: Any, request: Any, plans: dict[Any, Any]
+) -> PreparedRun:
+    """prepare_predict, remembering what it decided for each request shape (signature, input
+    aliases and dtypes, output_filter): a repeated shape only decodes its tensors."""
+    request_inputs = request.inputs
+    key = (
+        signature_name,
+        tuple(sorted((alias, proto.dtype) for alias, proto in request_inputs.items())),
+        tuple(request.output_filter),
+    )
+    plan = plans.get(key)
+    if plan is None:
+        prepared = prepare_predict(signature_name, signature, request)
+        if len(plans) < MAX_PLANS:
+            plans[key] = _PredictPlan(
+                tuple(alias for alias in prepared.inputs if alias in request_inputs),
+                tuple(
+                    (alias, array)
+                    for alias, array in prepared.inputs.items()
+                    if alias not in request_inputs
+                ),
+                prepared.output_aliases,
+            )
+        return prepared
+    inputs = {alias: _feed_array(alias, request_inputs[alias]) for alias in plan.from_request}
+    inputs.update(plan.defaults)
+    return PreparedRun(signature_name, inputs, plan.output_aliases)
+
+
 def output_aliases(signature: Any, output_filter: Sequence[str]) -> tuple[str, ...]:
     """The outputs to fetch: the filter's aliases in order, or every output of the signature."""
     chosen: list[str] = []
@@ -155,11 +198,10 @@ def fill_predict_response(
     --enable_serialization_as_tensor_content.
     """
     set_model_spec(response.model_spec, model_name, signature_name, version)
-    encode = (
-        tensor_fields.as_proto_tensor_content if tensor_content else tensor_fields.as_proto_field
-    )
+    fill = tensor_fields.fill_tensor_content if tensor_content else tensor_fields.fill_proto_field
+    response_outputs = response.outputs
     for alias, array in outputs.items():
-        response.outputs[alias].CopyFrom(encode(np.asarray(array)))
+        fill(response_outputs[alias], np.asarray(array))
 
 
 def set_model_spec(model_spec: Any, name: str, signature_name: str | None, version: int) -> None:

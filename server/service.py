@@ -106,7 +106,12 @@ class InferenceService:
             signature_name, signature = inference.find_predict_signature(
                 servable.signature_defs, request.model_spec.signature_name
             )
-            prepared = inference.prepare_predict(signature_name, signature, request)
+            plans = getattr(servable, "predict_plans", None)
+            prepared = (
+                inference.prepare_predict(signature_name, signature, request)
+                if plans is None
+                else inference.prepare_predict_cached(signature_name, signature, request, plans)
+            )
             outputs = await self.executor.run(
                 servable,
                 signature_name,

@@ -39,23 +39,22 @@ _FIELD_BY_DTYPE: dict[int, str] = {
 }
 
 
-def _new_proto(array: np.ndarray, dtype_enum: int) -> Any:
-    proto = tensor_pb2.TensorProto(dtype=dtype_enum)
+def _write_shape(proto: Any, array: np.ndarray, dtype_enum: int) -> None:
+    proto.dtype = dtype_enum
     for size in array.shape:
         proto.tensor_shape.dim.add(size=size)
-    return proto
 
 
 def _dtype_enum(array: np.ndarray) -> int:
     return int(tensors.tf_dtype(array.dtype))
 
 
-def as_proto_field(array: np.ndarray) -> Any:
-    """A TensorProto with array's values in its typed *_val field, as Tensor::AsProtoField."""
+def fill_proto_field(proto: Any, array: np.ndarray) -> None:
+    """Write array into an empty TensorProto's typed *_val field, as Tensor::AsProtoField."""
     dtype_enum = _dtype_enum(array)
-    proto = _new_proto(array, dtype_enum)
+    _write_shape(proto, array, dtype_enum)
     if array.size == 0:
-        return proto
+        return
     field_name = _FIELD_BY_DTYPE[dtype_enum]
     flat = array.reshape(-1)
     if field_name == "string_val":
@@ -69,17 +68,57 @@ def as_proto_field(array: np.ndarray) -> Any:
     else:
         values = flat.tolist()
     getattr(proto, field_name).extend(values)
-    return proto
 
 
-def as_proto_tensor_content(array: np.ndarray) -> Any:
-    """A TensorProto with array's bytes in tensor_content (strings still in string_val)."""
+def fill_tensor_content(proto: Any, array: np.ndarray) -> None:
+    """Write array's bytes into an empty TensorProto's tensor_content (strings: string_val)."""
     dtype_enum = _dtype_enum(array)
     if dtype_enum == types_pb2.DT_STRING:
-        return as_proto_field(array)
-    proto = _new_proto(array, dtype_enum)
+        fill_proto_field(proto, array)
+        return
+    _write_shape(proto, array, dtype_enum)
     if array.size:
         if sys.byteorder != "little" and array.dtype.itemsize > 1:
             array = array.astype(array.dtype.newbyteorder("<"))
         proto.tensor_content = np.ascontiguousarray(array).tobytes()
+
+
+def as_proto_field(array: np.ndarray) -> Any:
+    """A new TensorProto holding array in its typed *_val field."""
+    proto = tensor_pb2.TensorProto()
+    fill_proto_field(proto, array)
     return proto
+
+
+def as_proto_tensor_content(array: np.ndarray) -> Any:
+    """A new TensorProto holding array in tensor_content."""
+    proto = tensor_pb2.TensorProto()
+    fill_tensor_content(proto, array)
+    return proto
+
+
+# Numeric dtypes whose tensor_content a request may carry, decoded without core's checks.
+_NUMPY_BY_DTYPE: dict[int, np.dtype[Any]] = {
+    enum: tensors.numpy_dtype(enum) for enum in _FIELD_BY_DTYPE if enum != types_pb2.DT_STRING
+}
+
+
+def to_ndarray(proto: Any) -> np.ndarray:
+    """The array a request's TensorProto holds: a fast path for well-formed tensor_content,
+    core.tensors.make_ndarray (with its errors) for everything else."""
+    content = proto.tensor_content
+    wire_dtype = _NUMPY_BY_DTYPE.get(proto.dtype)
+    if content and wire_dtype is not None and sys.byteorder == "little":
+        shape = tuple(dim.size for dim in proto.tensor_shape.dim)
+        count = 1
+        for size in shape:
+            count *= size
+        if (
+            count >= 0
+            and len(content) == count * wire_dtype.itemsize
+            and not proto.tensor_shape.unknown_rank
+            and all(size >= 0 for size in shape)
+        ):
+            # A copy: TensorFlow may reuse a fed buffer, and the proto's bytes are immutable.
+            return np.frombuffer(content, dtype=wire_dtype).reshape(shape).copy()
+    return tensors.make_ndarray(proto)
