@@ -57,6 +57,7 @@ class RunResult:
     late_sends: int
     elapsed_s: float
     server_cpu_s: float
+    errors: int = 0
 
     @property
     def requests(self) -> int:
@@ -112,9 +113,15 @@ async def open_loop(
         await call()  # connect before the clock starts
         latencies: list[float] = []
         late = 0
+        errors = 0
 
         async def one(intended_at: float) -> None:
-            await call()
+            nonlocal errors
+            try:
+                await call()
+            except grpc.aio.AioRpcError:
+                errors += 1
+                return
             latencies.append(time.perf_counter() - intended_at)
 
         tasks = []
@@ -132,7 +139,7 @@ async def open_loop(
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
         cpu = cpu_seconds(pid) - cpu_before
-    return RunResult(np.array(latencies) * 1000, late, elapsed, cpu)
+    return RunResult(np.array(latencies) * 1000, late, elapsed, cpu, errors)
 
 
 async def closed_loop(
@@ -143,12 +150,18 @@ async def closed_loop(
         call = _call(channel, payload)
         await call()
         latencies: list[float] = []
+        errors = 0
         stop_at = time.perf_counter() + seconds
 
         async def caller() -> None:
+            nonlocal errors
             while time.perf_counter() < stop_at:
                 sent_at = time.perf_counter()
-                await call()
+                try:
+                    await call()
+                except grpc.aio.AioRpcError:
+                    errors += 1
+                    continue
                 latencies.append(time.perf_counter() - sent_at)
 
         cpu_before = cpu_seconds(pid)
@@ -156,7 +169,7 @@ async def closed_loop(
         await asyncio.gather(*(caller() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
         cpu = cpu_seconds(pid) - cpu_before
-    return RunResult(np.array(latencies) * 1000, 0, elapsed, cpu)
+    return RunResult(np.array(latencies) * 1000, 0, elapsed, cpu, errors)
 
 
 def median(values: list[float]) -> float:
