@@ -29,6 +29,9 @@ class ServerOptions:
     rest_api_timeout_in_ms: int = field(
         default=30000, metadata={"help": "timeout for HTTP/REST API calls"}
     )
+    rest_api_enable_cors_support: bool = field(
+        default=False, metadata={"help": "add CORS headers to REST responses"}
+    )
     enable_batching: bool = field(default=False, metadata={"help": "enable batching"})
     allow_version_labels_for_unavailable_models: bool = field(
         default=False,

@@ -227,6 +227,7 @@ async def _start_rest(
             timeout_ms=options.rest_api_timeout_in_ms,
             metrics=metrics,
             monitoring=monitoring,
+            cors=options.rest_api_enable_cors_support,
         )
     except OSError as error:
         raise StartupError(

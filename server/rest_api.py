@@ -26,6 +26,7 @@ from core.protos import (
 )
 from server import errors, inference, rest_examples
 from server.errors import ServingStatus
+from server.rest_cors import cors_middleware
 from server.service import SIGNATURE_DEF_FIELD, InferenceService
 
 log = logging.getLogger("deepchat_tfs.server.rest")
@@ -226,9 +227,10 @@ def build_app(
     timeout_ms: int,
     metrics: Any = None,
     monitoring: Any = None,
+    cors: bool = False,
 ) -> web.Application:
     """The aiohttp application: the Prometheus path (when enabled) and everything under /v1/."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[cors_middleware(cors)])
     if metrics is not None and monitoring is not None and monitoring.prometheus_config.enable:
         metrics_path = monitoring.prometheus_config.path
 
@@ -250,9 +252,12 @@ async def start_rest_server(
     timeout_ms: int,
     metrics: Any = None,
     monitoring: Any = None,
+    cors: bool = False,
 ) -> tuple[web.AppRunner, int]:
     """Listen for REST on host:port; returns the runner (for cleanup) and the bound port."""
-    app = build_app(service, timeout_ms=timeout_ms, metrics=metrics, monitoring=monitoring)
+    app = build_app(
+        service, timeout_ms=timeout_ms, metrics=metrics, monitoring=monitoring, cors=cors
+    )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     # reuse_port off: a second server on the same port must fail, not share it.

@@ -192,3 +192,23 @@ def test_version_flag_prints_versions_and_exits() -> None:
     first, second = result.stdout.splitlines()
     assert first.startswith("TensorFlow ModelServer: deepchat-tfs ")
     assert second.startswith("TensorFlow Library: 2.")
+
+
+async def test_cors_preflight_and_headers(start_server: Any, saved_models_root: Path) -> None:
+    server = start_server(
+        model_name="half_plus_two",
+        base_path=saved_models_root / "half_plus_two",
+        flags=["--rest_api_enable_cors_support"],
+    )
+    async with aiohttp.ClientSession(base_url=server.rest_url) as http:
+        origin = {"Origin": "https://console.example"}
+        async with http.options("/v1/models/half_plus_two:predict", headers=origin) as response:
+            assert response.status == 200
+            assert response.headers["Access-Control-Allow-Origin"] == "*"
+            assert response.headers["Access-Control-Allow-Methods"] == "POST, GET"
+        async with http.options("/v1/models/half_plus_two:predict") as response:
+            assert response.status == 400
+        body = {"instances": [[1.0]]}
+        async with http.post("/v1/models/half_plus_two:predict", json=body) as response:
+            assert await response.json() == {"predictions": [[2.5]]}
+            assert response.headers["Access-Control-Allow-Headers"] == "Content-Type"
