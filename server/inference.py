@@ -162,7 +162,8 @@ def prepare_predict_cached(
             )
         return prepared
     inputs = {alias: _feed_array(alias, request_inputs[alias]) for alias in plan.from_request}
-    inputs.update(plan.defaults)
+    # Fresh copies: a run may reuse the buffer of a tensor it was fed.
+    inputs.update((alias, array.copy()) for alias, array in plan.defaults)
     return PreparedRun(signature_name, inputs, plan.output_aliases)
 
 
