@@ -134,8 +134,9 @@ def run() -> str:
         scheduler_table = _scheduler_table(model_dir)
     return (
         "## Demo chat model: cost per item by batch size\n\n"
-        f"`deepchat_model` version 1 ({HASH_BUCKETS} hash buckets x the bundled questions, a "
-        "dense matrix product per request), called in-process; each figure is the median of "
+        f"`deepchat_model` version 1 ({HASH_BUCKETS} hash buckets x the bundled questions, "
+        "similarity over the rows of each query's n-grams), called in-process; "
+        "each figure is the median of "
         f"{RUNS} runs.\n\n"
         f"{batch_table}\n\n"
         "The same model behind `server.batching.BatchScheduler`, as `--enable_batching` runs "

@@ -15,6 +15,7 @@ import numpy as np
 
 from server import errors
 from server.errors import ServingStatus
+from server.run_placement import RunPlacement
 from server.shedding import InflightLimit, default_max_inflight
 
 log = logging.getLogger("deepchat_tfs.server.execution")
@@ -29,6 +30,13 @@ def _run_tensors(
         raise
     except Exception as error:
         raise errors.status_from_tf_error(error) from None
+
+
+def _timed(call: Any, *args: Any) -> tuple[Any, float]:
+    """call(*args) and its wall time in seconds, measured in the thread that ran it."""
+    started = time.perf_counter()
+    result = call(*args)
+    return result, time.perf_counter() - started
 
 
 def _status_code(code_name: str) -> grpc.StatusCode:
@@ -86,6 +94,8 @@ class Executor:
         self._metrics = metrics
         # One scheduler per (servable, signature, outputs), like TF Serving's batching session.
         self._schedulers: dict[tuple[int, str, tuple[str, ...]], Any] = {}
+        self._runners: dict[tuple[int, str, tuple[str, ...]], SignatureRunner] = {}
+        self._placement = RunPlacement()
 
     @property
     def batching(self) -> bool:
@@ -113,10 +123,23 @@ class Executor:
             except BatchingError as error:
                 raise ServingStatus(_status_code(error.code), error.message) from None
             return outputs
-        runner = SignatureRunner(servable, signature, output_aliases, self._metrics, api)
+        key = (id(servable), signature_name, tuple(output_aliases))
+        runner = self._runners.get(key)
+        if runner is None or runner.servable is not servable:
+            runner = SignatureRunner(servable, signature, output_aliases, self._metrics, api)
+            self._runners[key] = runner
         timeout_ms = self._timeout_ms(deadline)
-        call = functools.partial(runner, inputs, timeout_ms)
-        return await self._in_pool(call, deadline)
+        if self._placement.inline(key, inputs):
+            # No session timeout for a run expected to last well under a millisecond: arming
+            # TensorFlow's timer costs more than the run; the deadline was checked just above.
+            started = time.perf_counter()
+            outputs = runner(inputs, None)
+            self._placement.record(key, time.perf_counter() - started)
+            return outputs
+        call = functools.partial(_timed, runner, inputs, timeout_ms)
+        outputs, run_s = await self._in_pool(call, deadline)
+        self._placement.record(key, run_s)
+        return outputs  # type: ignore[no-any-return]
 
     async def run_tensors(
         self,
@@ -173,6 +196,9 @@ class Executor:
 
     async def forget(self, servable: Any) -> None:
         """Close the batch schedulers of a servable that is being unloaded."""
+        for key in [key for key in self._runners if key[0] == id(servable)]:
+            del self._runners[key]
+        self._placement.forget(id(servable))
         for key in [key for key in self._schedulers if key[0] == id(servable)]:
             scheduler = self._schedulers.pop(key)
             await scheduler.close()

@@ -29,6 +29,9 @@ class ServerOptions:
     rest_api_timeout_in_ms: int = field(
         default=30000, metadata={"help": "timeout for HTTP/REST API calls"}
     )
+    rest_api_enable_cors_support: bool = field(
+        default=False, metadata={"help": "add CORS headers to REST responses"}
+    )
     enable_batching: bool = field(default=False, metadata={"help": "enable batching"})
     allow_version_labels_for_unavailable_models: bool = field(
         default=False,
@@ -60,10 +63,11 @@ class ServerOptions:
         default=0, metadata={"help": "threads for TensorFlow ops (sets intra and inter op)"}
     )
     tensorflow_intra_op_parallelism: int = field(
-        default=0, metadata={"help": "threads inside one op; 0 = TensorFlow's choice"}
+        default=0, metadata={"help": "threads inside one op; 0 = auto (all cores but one)"}
     )
     tensorflow_inter_op_parallelism: int = field(
-        default=0, metadata={"help": "ops run in parallel; 0 = TensorFlow's choice"}
+        default=0,
+        metadata={"help": "ops run in parallel; 0 = auto (ops run in the calling thread)"},
     )
     saved_model_tags: str = field(
         default="serve", metadata={"help": "comma-separated tags of the MetaGraphDef to load"}
@@ -75,6 +79,48 @@ class ServerOptions:
         default=True,
         metadata={"help": "replay assets.extra/tf_serving_warmup_requests before serving"},
     )
+    num_request_iterations_for_warmup: int = field(
+        default=0, metadata={"help": "times each warmup request is replayed; used only if > 0"}
+    )
+    enable_signature_method_name_check: bool = field(
+        default=False,
+        metadata={
+            "help": "check SignatureDef method_name for Classify/Regress/MultiInference; "
+            "leave off to serve native TF2 classification/regression models"
+        },
+    )
+    enable_serialization_as_tensor_content: bool = field(
+        default=False,
+        metadata={"help": "write Predict outputs as tensor_content instead of typed *_val"},
+    )
+    enable_grpc_healthcheck_service: bool = field(
+        default=False,
+        metadata={"help": "accepted for compatibility; grpc.health.v1 is always served"},
+    )
+    num_load_threads: int = field(
+        default=0, metadata={"help": "accepted for compatibility; versions load in a thread"}
+    )
+    num_unload_threads: int = field(default=0, metadata={"help": "accepted for compatibility"})
+    load_retry_interval_micros: int = field(
+        default=60_000_000,
+        metadata={"help": "accepted for compatibility; see max_num_load_retries"},
+    )
+    remove_unused_fields_from_bundle_metagraph: bool = field(
+        default=True, metadata={"help": "accepted for compatibility"}
+    )
+    xla_cpu_compilation_enabled: bool = field(
+        default=False, metadata={"help": "accepted for compatibility (CPU-only TensorFlow)"}
+    )
+    xla_gpu_compilation_enabled: bool = field(
+        default=False, metadata={"help": "accepted for compatibility (CPU-only TensorFlow)"}
+    )
+    per_process_gpu_memory_fraction: float = field(
+        default=0.0, metadata={"help": "accepted for compatibility (no GPU)"}
+    )
+    skip_initialize_tpu: bool = field(
+        default=False, metadata={"help": "accepted for compatibility (no TPU)"}
+    )
+    version: bool = field(default=False, metadata={"help": "display version and exit"})
     grpc_channel_arguments: str = field(
         default="", metadata={"help": "comma-separated key=value gRPC server channel arguments"}
     )
@@ -167,6 +213,11 @@ def _convert(name: str, kind: type, raw: str) -> object:
             return int(raw)
         except ValueError:
             raise FlagError(f"--{name}: expected an integer, got {raw!r}") from None
+    if kind is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise FlagError(f"--{name}: expected a number, got {raw!r}") from None
     return raw
 
 
@@ -227,7 +278,7 @@ def _validate(options: ServerOptions) -> None:
         port = getattr(options, name)
         if not 0 <= port <= 65535:
             raise FlagError(f"--{name}: expected a port 0-65535, got {port}")
-    if not options.model_config_file and not options.model_base_path:
+    if not options.model_config_file and not options.model_base_path and not options.version:
         raise FlagError(
             "Both --model_base_path and --model_config_file are empty; "
             "expected one of them (a SavedModel base path, or a ModelServerConfig file)"

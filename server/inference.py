@@ -14,7 +14,7 @@ import numpy as np
 
 from core.wire import tensors
 from core.wire.protos import types_pb2
-from server import errors
+from server import errors, tensor_fields
 
 DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -64,7 +64,7 @@ def find_predict_signature(signature_defs: Mapping[str, Any], requested: str) ->
 
 def _feed_array(alias: str, proto: Any) -> np.ndarray:
     try:
-        return tensors.make_ndarray(proto)
+        return tensor_fields.to_ndarray(proto)
     except (ValueError, TypeError):
         raise errors.invalid_argument(f"tensor parsing error: {alias}") from None
 
@@ -123,6 +123,50 @@ def prepare_predict(signature_name: str, signature: Any, request: Any) -> Prepar
     return PreparedRun(signature_name, inputs, output_aliases(signature, request.output_filter))
 
 
+@dataclass(frozen=True)
+class _PredictPlan:
+    """What validating one request shape decided: the aliases fed from the request, the
+    defaults fed otherwise, and the outputs to fetch."""
+
+    from_request: tuple[str, ...]
+    defaults: tuple[tuple[str, np.ndarray], ...]
+    output_aliases: tuple[str, ...]
+
+
+MAX_PLANS = 256  # request shapes remembered per servable
+
+
+def prepare_predict_cached(
+    signature_name: str, signature: Any, request: Any, plans: dict[Any, Any]
+) -> PreparedRun:
+    """prepare_predict, remembering what it decided for each request shape (signature, input
+    aliases and dtypes, output_filter): a repeated shape only decodes its tensors."""
+    request_inputs = request.inputs
+    key = (
+        signature_name,
+        tuple(sorted((alias, proto.dtype) for alias, proto in request_inputs.items())),
+        tuple(request.output_filter),
+    )
+    plan = plans.get(key)
+    if plan is None:
+        prepared = prepare_predict(signature_name, signature, request)
+        if len(plans) < MAX_PLANS:
+            plans[key] = _PredictPlan(
+                tuple(alias for alias in prepared.inputs if alias in request_inputs),
+                tuple(
+                    (alias, array)
+                    for alias, array in prepared.inputs.items()
+                    if alias not in request_inputs
+                ),
+                prepared.output_aliases,
+            )
+        return prepared
+    inputs = {alias: _feed_array(alias, request_inputs[alias]) for alias in plan.from_request}
+    # Fresh copies: a run may reuse the buffer of a tensor it was fed.
+    inputs.update((alias, array.copy()) for alias, array in plan.defaults)
+    return PreparedRun(signature_name, inputs, plan.output_aliases)
+
+
 def output_aliases(signature: Any, output_filter: Sequence[str]) -> tuple[str, ...]:
     """The outputs to fetch: the filter's aliases in order, or every output of the signature."""
     chosen: list[str] = []
@@ -146,13 +190,19 @@ def fill_predict_response(
     signature_name: str,
     version: int,
     outputs: Mapping[str, np.ndarray],
-    signature: Any,
+    *,
+    tensor_content: bool = False,
 ) -> None:
-    """Write the outputs and the model_spec that served them into a PredictResponse."""
+    """Write the outputs and the model_spec that served them into a PredictResponse.
+
+    Typed *_val fields by default, as TF Serving; tensor_content under
+    --enable_serialization_as_tensor_content.
+    """
     set_model_spec(response.model_spec, model_name, signature_name, version)
+    fill = tensor_fields.fill_tensor_content if tensor_content else tensor_fields.fill_proto_field
+    response_outputs = response.outputs
     for alias, array in outputs.items():
-        dtype = signature.outputs[alias].dtype if alias in signature.outputs else None
-        response.outputs[alias].CopyFrom(tensors.make_tensor_proto(array, dtype=dtype or None))
+        fill(response_outputs[alias], np.asarray(array))
 
 
 def set_model_spec(model_spec: Any, name: str, signature_name: str | None, version: int) -> None:
@@ -186,37 +236,45 @@ def serialized_examples(input_proto: Any) -> np.ndarray:
     return array
 
 
-def _find_typed_signature(
-    signature_defs: Mapping[str, Any], requested: str, method: str, what: str
-) -> tuple[str, Any]:
+def _find_signature(signature_defs: Mapping[str, Any], requested: str) -> tuple[str, Any]:
     name = signature_key(requested)
     signature = signature_defs.get(name)
     if signature is None:
         raise errors.invalid_argument(f"No signature was found with the name: {name}")
+    return name, signature
+
+
+def _check_method_name(signature: Any, method: str, what: str) -> None:
+    # Only under --enable_signature_method_name_check: TF2 exports name every signature
+    # tensorflow/serving/predict, so TF Serving checks the signature's shape instead.
     if signature.method_name != method:
         raise errors.invalid_argument(
             f"Expected {what} signature method_name to be {method}. Was: {signature.method_name}"
         )
+
+
+def find_classify_signature(
+    signature_defs: Mapping[str, Any], requested: str, *, method_name_check: bool = False
+) -> tuple[str, Any]:
+    """The classification signature a ClassificationRequest names, checked as classifier.cc."""
+    name, signature = _find_signature(signature_defs, requested)
+    classify_outputs(signature, method_name_check=method_name_check)
     return name, signature
 
 
-def find_classify_signature(signature_defs: Mapping[str, Any], requested: str) -> tuple[str, Any]:
-    """The classification signature a ClassificationRequest names."""
-    return _find_typed_signature(signature_defs, requested, CLASSIFY_METHOD, "classification")
+def find_regress_signature(
+    signature_defs: Mapping[str, Any], requested: str, *, method_name_check: bool = False
+) -> tuple[str, Any]:
+    """The regression signature a RegressionRequest names, checked as regressor.cc."""
+    name, signature = _find_signature(signature_defs, requested)
+    regress_outputs(signature, method_name_check=method_name_check)
+    return name, signature
 
 
-def find_regress_signature(signature_defs: Mapping[str, Any], requested: str) -> tuple[str, Any]:
-    """The regression signature a RegressionRequest names."""
-    return _find_typed_signature(signature_defs, requested, REGRESS_METHOD, "regression")
-
-
-def classify_outputs(signature: Any) -> tuple[str, ...]:
+def classify_outputs(signature: Any, *, method_name_check: bool = False) -> tuple[str, ...]:
     """Check a classification signature's shape; the output aliases it produces."""
-    if signature.method_name != CLASSIFY_METHOD:
-        raise errors.invalid_argument(
-            f"Expected classification signature method_name to be {CLASSIFY_METHOD}. "
-            f"Was: {signature.method_name}"
-        )
+    if method_name_check:
+        _check_method_name(signature, CLASSIFY_METHOD, "classification")
     if len(signature.inputs) != 1:
         raise errors.invalid_argument("Expected one input Tensor.")
     if len(signature.outputs) not in (1, 2):
@@ -224,7 +282,7 @@ def classify_outputs(signature: Any) -> tuple[str, ...]:
             f"Expected one or two output Tensors, found {len(signature.outputs)}"
         )
     if CLASSIFY_INPUTS not in signature.inputs:
-        raise errors.failed_precondition(
+        raise errors.invalid_argument(
             f"No classification inputs found in SignatureDef: {signature}"
         )
     aliases = tuple(
@@ -233,30 +291,25 @@ def classify_outputs(signature: Any) -> tuple[str, ...]:
         if alias in signature.outputs
     )
     if not aliases:
-        raise errors.failed_precondition(
+        raise errors.invalid_argument(
             'Expected classification signature outputs to contain at least one of "classes" or '
             f'"scores". Signature was: {signature}'
         )
     return aliases
 
 
-def regress_outputs(signature: Any) -> tuple[str, ...]:
+def regress_outputs(signature: Any, *, method_name_check: bool = False) -> tuple[str, ...]:
     """Check a regression signature's shape; the output alias it produces."""
-    if signature.method_name != REGRESS_METHOD:
-        raise errors.invalid_argument(
-            f"Expected regression signature method_name to be {REGRESS_METHOD}. "
-            f"Was: {signature.method_name}"
-        )
+    if method_name_check:
+        _check_method_name(signature, REGRESS_METHOD, "regression")
     if len(signature.inputs) != 1:
         raise errors.invalid_argument("Expected one input Tensor.")
     if len(signature.outputs) != 1:
         raise errors.invalid_argument("Expected one output Tensor.")
     if REGRESS_INPUTS not in signature.inputs:
-        raise errors.failed_precondition(f"No regression inputs found in SignatureDef: {signature}")
+        raise errors.invalid_argument(f"No regression inputs found in SignatureDef: {signature}")
     if REGRESS_OUTPUTS not in signature.outputs:
-        raise errors.failed_precondition(
-            f"No regression outputs found in SignatureDef: {signature}"
-        )
+        raise errors.invalid_argument(f"No regression outputs found in SignatureDef: {signature}")
     return (REGRESS_OUTPUTS,)
 
 

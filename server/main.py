@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from core.embedded.protocol import ready_line
-
-from server import lifecycle
+from server import heap, lifecycle
 from server.config import ConfigFileError, initial_model_server_config, load_monitoring_config
 from server.errors import ServingStatus
 from server.flags import FlagError, ServerOptions, parse_flags, usage
@@ -59,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FlagError as error:
         print(f"deepchat-tfs serve: {error}", file=sys.stderr)
         return 2
+    if options.version:
+        print(_version_text(), end="")
+        return 0
     _configure_logging()
     limit_tensorflow_cpu_memory(options.tensorflow_cpu_memory_limit_in_mb)
     soft_before, soft_after = raise_open_file_limit()
@@ -78,6 +80,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         sys.stdout = ready_stream
+
+
+def _version_text() -> str:
+    """What tensorflow_model_server --version prints, naming this server and its TensorFlow."""
+    from importlib import metadata
+
+    from server.models import import_tensorflow
+
+    try:
+        served_by = metadata.version("deepchat-tfs")
+    except metadata.PackageNotFoundError:
+        served_by = "unknown"
+    tf = import_tensorflow()
+    return (
+        f"TensorFlow ModelServer: deepchat-tfs {served_by}\nTensorFlow Library: {tf.__version__}\n"
+    )
 
 
 def _read_batching_parameters(options: ServerOptions) -> Any:
@@ -147,9 +165,10 @@ def _build_service(options: ServerOptions, batching_parameters: Any, metrics: An
     load = partial(
         _load_servable,
         warm_up=options.enable_model_warmup,
+        warmup_iterations=max(1, options.num_request_iterations_for_warmup),
+        method_name_check=options.enable_signature_method_name_check,
         tags=[tag.strip() for tag in options.saved_model_tags.split(",") if tag.strip()],
-        intra_op_threads=options.tensorflow_intra_op_parallelism,
-        inter_op_threads=options.tensorflow_inter_op_parallelism,
+        **session_threads(options),
     )
     manager = ModelManager(
         load,
@@ -157,11 +176,39 @@ def _build_service(options: ServerOptions, batching_parameters: Any, metrics: An
         allow_labels_for_unavailable=options.allow_version_labels_for_unavailable_models,
     )
     return InferenceService(
-        manager, executor, metrics, request_limits(options, batching_parameters)
+        manager,
+        executor,
+        metrics,
+        request_limits(options, batching_parameters),
+        method_name_check=options.enable_signature_method_name_check,
+        tensor_content=options.enable_serialization_as_tensor_content,
     )
 
 
-def _load_servable(name: str, version: int, path: Path, *, warm_up: bool, **load: Any) -> Any:
+def session_threads(options: ServerOptions) -> dict[str, int]:
+    """TensorFlow's thread pools: the flags when set, else sized for a small machine.
+
+    0 means auto-configured, as in TF Serving. Auto runs each op in the thread that called the
+    session (inter-op -1: no handoff to a pool whose threads spin while waiting for work) and
+    gives single ops all cores but one, which stays for the gRPC and event-loop threads.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "intra_op_threads": options.tensorflow_intra_op_parallelism or max(1, (cpus or 1) - 1),
+        "inter_op_threads": options.tensorflow_inter_op_parallelism or -1,
+    }
+
+
+def _load_servable(
+    name: str,
+    version: int,
+    path: Path,
+    *,
+    warm_up: bool,
+    warmup_iterations: int,
+    method_name_check: bool,
+    **load: Any,
+) -> Any:
     """Load one version and replay its warmup requests (blocks; runs in a worker thread)."""
     from server.models import SavedModelServable
     from server.warmup import warm_up as replay_warmup
@@ -169,7 +216,9 @@ def _load_servable(name: str, version: int, path: Path, *, warm_up: bool, **load
     servable = SavedModelServable.load(name, version, path, **load)
     if warm_up:
         try:
-            replay_warmup(servable)
+            replay_warmup(
+                servable, iterations=warmup_iterations, method_name_check=method_name_check
+            )
         except BaseException:
             servable.close()
             raise
@@ -217,6 +266,7 @@ async def _start_rest(
             max_body_bytes=options.rest_api_max_body_bytes,
             max_connections=options.rest_api_max_connections,
             idle_timeout_s=options.rest_api_idle_timeout_in_ms / 1000,
+            cors=options.rest_api_enable_cors_support,
         )
     except OSError as error:
         raise StartupError(
@@ -283,6 +333,8 @@ async def _serve(options: ServerOptions, ready_stream: TextIO) -> int:
     rest_runner, rest_port = await _start_rest(options, service, metrics, monitoring)
     background = _background_tasks(options, service.manager, stop)
 
+    # Pay the collector's first full pass over TensorFlow's objects now, not during requests.
+    heap.settle()
     grpc_port = grpc_endpoint.ports[0]
     log.info("Running gRPC ModelServer at %s:%d ...", options.host, grpc_port)
     line = ready_line(

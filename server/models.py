@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from server import heap
+
 _tf_lock = threading.Lock()
 _tf_module: Any = None
 
@@ -43,6 +45,11 @@ class SavedModelServable:
         self._graph = session.graph
         self._tf_outputs: dict[str, Any] = {}
         self._closed = False
+        # What validation decided per Predict request shape (server.inference fills it).
+        self.predict_plans: dict[Any, Any] = {}
+        # Session callables by (feed names, fetch names): runs without a timeout use them.
+        self._callables: dict[tuple[tuple[str, ...], tuple[str, ...]], int] = {}
+        self._callables_lock = threading.Lock()
         for signature in self.signature_defs.values():
             for info in list(signature.inputs.values()) + list(signature.outputs.values()):
                 # Resolve names up front so runs only read the cache; TF2's
@@ -101,6 +108,14 @@ class SavedModelServable:
             raise RuntimeError(f"servable {self.name} version {self.version} is unloaded")
         from tensorflow.python.client import pywrap_tf_session as tf_session
 
+        if not timeout_ms:
+            # A prepared callable skips the per-run lookup of feeds and fetches by name; like
+            # the raw run path it does not check static shapes.
+            handle = self._callable(tuple(feeds), tuple(fetches))
+            outputs = tf_session.TF_SessionRunCallable(
+                self._session._session, handle, list(feeds.values()), None
+            )
+            return [np.asarray(output) for output in outputs]
         feed_dict = {self._tf_output(name): value for name, value in feeds.items()}
         fetch_list = [self._tf_output(name) for name in fetches]
         options = None
@@ -118,11 +133,40 @@ class SavedModelServable:
                 tf_session.TF_DeleteBuffer(options)
         return [np.asarray(output) for output in outputs]
 
+    def _callable(self, feed_names: tuple[str, ...], fetch_names: tuple[str, ...]) -> int:
+        key = (feed_names, fetch_names)
+        handle = self._callables.get(key)
+        if handle is None:
+            from tensorflow.core.protobuf import config_pb2
+            from tensorflow.python.client import pywrap_tf_session as tf_session
+
+            with self._callables_lock:
+                handle = self._callables.get(key)
+                if handle is None:
+                    options = config_pb2.CallableOptions(feed=feed_names, fetch=fetch_names)
+                    buffer = tf_session.TF_NewBufferFromString(options.SerializeToString())
+                    try:
+                        handle = tf_session.TF_SessionMakeCallable(self._session._session, buffer)
+                    finally:
+                        tf_session.TF_DeleteBuffer(buffer)
+                    self._callables[key] = handle
+        return handle
+
     def close(self) -> None:
-        """Release the session; later runs raise."""
+        """Release the session and the graph; later runs raise."""
         if not self._closed:
             self._closed = True
+            from tensorflow.python.client import pywrap_tf_session as tf_session
+
+            with self._callables_lock:
+                for handle in self._callables.values():
+                    tf_session.TF_SessionReleaseCallable(self._session._session, handle)
+                self._callables.clear()
             self._session.close()
+            # The graph's Python objects form reference cycles: drop them for the collector.
+            self._session = self._graph = None
+            self._tf_outputs = {}
+            heap.release_unloaded()
 
 
 def scan_versions(base_path: Path) -> dict[int, Path]:

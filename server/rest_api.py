@@ -28,6 +28,7 @@ from core.wire.protos import (
 from server import errors, inference, rest_examples
 from server.errors import ServingStatus
 from server.rest_connections import GuardedTCPSite
+from server.rest_cors import cors_middleware
 from server.service import SIGNATURE_DEF_FIELD, InferenceService
 
 log = logging.getLogger("deepchat_tfs.server.rest")
@@ -194,8 +195,7 @@ class RestApi:
                 request.inputs[alias].CopyFrom(tensors.make_tensor_proto(array, dtype=dtype))
         except ValueError as error:
             raise errors.invalid_argument(str(error)) from None
-        response = await self._service.run_predict(request, self._deadline())
-        outputs = {alias: tensors.make_ndarray(proto) for alias, proto in response.outputs.items()}
+        _, _, outputs = await self._service.run_predict_arrays(request, self._deadline())
         return rest_json.encode_predict_response(outputs, decoded.row_format)
 
     def _signature_inputs(self, model_spec: Any, signature_name: str) -> Any:
@@ -260,9 +260,12 @@ def build_app(
     metrics: Any = None,
     monitoring: Any = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    cors: bool = False,
 ) -> web.Application:
     """The aiohttp application: the Prometheus path (when enabled) and everything under /v1/."""
-    app = web.Application(client_max_size=max_body_bytes or 2**31 - 1)
+    app = web.Application(
+        client_max_size=max_body_bytes or 2**31 - 1, middlewares=[cors_middleware(cors)]
+    )
     if metrics is not None and monitoring is not None and monitoring.prometheus_config.enable:
         metrics_path = monitoring.prometheus_config.path
 
@@ -287,6 +290,7 @@ async def start_rest_server(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_connections: int = 2048,
     idle_timeout_s: float = 15.0,
+    cors: bool = False,
 ) -> tuple[web.AppRunner, int]:
     """Listen for REST on host:port; returns the runner (for cleanup) and the bound port."""
     app = build_app(
@@ -295,6 +299,7 @@ async def start_rest_server(
         metrics=metrics,
         monitoring=monitoring,
         max_body_bytes=max_body_bytes,
+        cors=cors,
     )
     # keepalive_timeout also closes a connection whose first request headers never complete.
     runner = web.AppRunner(

@@ -86,9 +86,9 @@ def fill_input_from_json(body: Any, request: Any) -> None:
 
 
 def classification_result_json(result: Any) -> dict[str, Any]:
-    """{"result": [[[label, score], ...], ...]} as TF Serving writes it."""
+    """{"results": [[[label, score], ...], ...]} as TF Serving writes it."""
     return {
-        "result": [
+        "results": [
             [[item.label, float(item.score)] for item in classifications.classes]
             for classifications in result.classifications
         ]
@@ -96,5 +96,5 @@ def classification_result_json(result: Any) -> dict[str, Any]:
 
 
 def regression_result_json(result: Any) -> dict[str, Any]:
-    """{"result": [value, ...]} as TF Serving writes it."""
-    return {"result": [float(item.value) for item in result.regressions]}
+    """{"results": [value, ...]} as TF Serving writes it."""
+    return {"results": [float(item.value) for item in result.regressions]}

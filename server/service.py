@@ -37,12 +37,18 @@ class InferenceService:
         executor: Executor,
         metrics: Any = None,
         limits: RequestLimits | None = None,
+        *,
+        method_name_check: bool = False,
+        tensor_content: bool = False,
     ) -> None:
         self.manager = manager
         self.executor = executor
         self.metrics = metrics
         # Size checks on a Predict's TensorProtos before any array is built.
         self.limits = limits or RequestLimits()
+        # --enable_signature_method_name_check and --enable_serialization_as_tensor_content.
+        self.method_name_check = method_name_check
+        self.tensor_content = tensor_content
 
     async def measured(
         self,
@@ -89,12 +95,33 @@ class InferenceService:
 
     async def run_predict(self, request: Any, deadline: float | None) -> Any:
         """Predict without recording metrics (for callers that measure a larger span)."""
+        signature_name, version, outputs = await self.run_predict_arrays(request, deadline)
+        response = predict_pb2.PredictResponse()
+        inference.fill_predict_response(
+            response,
+            request.model_spec.name,
+            signature_name,
+            version,
+            outputs,
+            tensor_content=self.tensor_content,
+        )
+        return response
+
+    async def run_predict_arrays(
+        self, request: Any, deadline: float | None
+    ) -> tuple[str, int, dict[str, Any]]:
+        """Predict to arrays: (signature name, version that served, outputs by alias)."""
         with self.manager.acquire(request.model_spec) as servable:
             signature_name, signature = inference.find_predict_signature(
                 servable.signature_defs, request.model_spec.signature_name
             )
             self.limits.check(request.inputs)
-            prepared = inference.prepare_predict(signature_name, signature, request)
+            plans = getattr(servable, "predict_plans", None)
+            prepared = (
+                inference.prepare_predict(signature_name, signature, request)
+                if plans is None
+                else inference.prepare_predict_cached(signature_name, signature, request, plans)
+            )
             outputs = await self.executor.run(
                 servable,
                 signature_name,
@@ -104,30 +131,23 @@ class InferenceService:
                 deadline=deadline,
                 api="Predict",
             )
-            response = predict_pb2.PredictResponse()
-            inference.fill_predict_response(
-                response,
-                request.model_spec.name,
-                signature_name,
-                servable.version,
-                outputs,
-                signature,
-            )
-            return response
+            return signature_name, servable.version, outputs
 
     async def _examples_call(
         self,
         request: Any,
         api: str,
-        find: Callable[[Any, str], tuple[str, Any]],
-        check: Callable[[Any], tuple[str, ...]],
+        find: Callable[..., tuple[str, Any]],
+        check: Callable[..., tuple[str, ...]],
         deadline: float | None,
     ) -> tuple[str, int, int, dict[str, Any]]:
         """Run tf.Examples through a classify/regress signature: (signature, version, count,
         outputs by alias)."""
         with self.manager.acquire(request.model_spec) as servable:
             signature_name, signature = find(
-                servable.signature_defs, request.model_spec.signature_name
+                servable.signature_defs,
+                request.model_spec.signature_name,
+                method_name_check=self.method_name_check,
             )
             aliases = check(signature)
             examples = inference.serialized_examples(request.input)
@@ -209,12 +229,16 @@ class InferenceService:
                     "MultiInferenceRequest must specify at least one task."
                 )
             with self.manager.acquire(request.tasks[0].model_spec) as servable:
-                plans = self._plan_multi_inference(request, servable.signature_defs)
-                input_name = plans[0][3]
+                plans = self._plan_multi_inference(
+                    request, servable.signature_defs, self.method_name_check
+                )
+                # As TF Serving: one examples tensor fed to every signature's input tensor
+                # (TF2 exports give each signature its own placeholder).
+                input_names = sorted({plan[3] for plan in plans})
                 fetches = sorted({name for plan in plans for name in plan[4].values()})
                 examples = inference.serialized_examples(request.input)
                 results = await self.executor.run_tensors(
-                    servable, {input_name: examples}, fetches, deadline=deadline
+                    servable, dict.fromkeys(input_names, examples), fetches, deadline=deadline
                 )
                 by_name = dict(zip(fetches, results, strict=True))
                 response = inference_pb2.MultiInferenceResponse()
@@ -238,12 +262,11 @@ class InferenceService:
 
     @staticmethod
     def _plan_multi_inference(
-        request: Any, signature_defs: Any
+        request: Any, signature_defs: Any, method_name_check: bool
     ) -> list[tuple[Any, str, str, str, dict[str, str]]]:
         plans = []
         model_name = ""
         seen: set[str] = set()
-        input_name = ""
         for task in request.tasks:
             if not task.model_spec.name:
                 raise errors.invalid_argument("Found ModelSpec with an empty model name.")
@@ -264,15 +287,12 @@ class InferenceService:
                     f"Requested signature not found in model graph: {signature_name}"
                 )
             if task.method_name == inference.CLASSIFY_METHOD:
-                aliases = inference.classify_outputs(signature)
+                aliases = inference.classify_outputs(signature, method_name_check=method_name_check)
             elif task.method_name == inference.REGRESS_METHOD:
-                aliases = inference.regress_outputs(signature)
+                aliases = inference.regress_outputs(signature, method_name_check=method_name_check)
             else:
                 raise errors.unimplemented(f"Unsupported signature method_name: {task.method_name}")
-            task_input = signature.inputs[inference.CLASSIFY_INPUTS].name
-            if input_name and task_input != input_name:
-                raise errors.invalid_argument("Input tensor must be the same for all Signatures.")
-            input_name = task_input
+            input_name = signature.inputs[inference.CLASSIFY_INPUTS].name
             alias_to_name = {alias: signature.outputs[alias].name for alias in aliases}
             plans.append((task, signature_name, task.method_name, input_name, alias_to_name))
         return plans

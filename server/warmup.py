@@ -25,7 +25,7 @@ def _run_aliases(
     servable.run(feeds, [signature.outputs[alias].name for alias in aliases])
 
 
-def _replay(servable: SavedModelServable, record: Any) -> None:
+def _replay(servable: SavedModelServable, record: Any, method_name_check: bool) -> None:
     kind = record.WhichOneof("log_type")
     signatures = servable.signature_defs
     if kind == "predict_log":
@@ -39,12 +39,12 @@ def _replay(servable: SavedModelServable, record: Any) -> None:
         request = getattr(record, kind).request
         if kind == "classify_log":
             _, signature = inference.find_classify_signature(
-                signatures, request.model_spec.signature_name
+                signatures, request.model_spec.signature_name, method_name_check=method_name_check
             )
             aliases = inference.classify_outputs(signature)
         else:
             _, signature = inference.find_regress_signature(
-                signatures, request.model_spec.signature_name
+                signatures, request.model_spec.signature_name, method_name_check=method_name_check
             )
             aliases = inference.regress_outputs(signature)
         examples = inference.serialized_examples(request.input)
@@ -59,15 +59,17 @@ def _replay(servable: SavedModelServable, record: Any) -> None:
                 else inference.regress_outputs
             )
             examples = inference.serialized_examples(request.input)
-            _run_aliases(
-                servable, signature, {next(iter(signature.inputs)): examples}, check(signature)
-            )
+            aliases = check(signature, method_name_check=method_name_check)
+            _run_aliases(servable, signature, {next(iter(signature.inputs)): examples}, aliases)
     else:
         raise errors.unimplemented(f"Unsupported log_type for warmup: {kind}")
 
 
-def warm_up(servable: SavedModelServable) -> int:
-    """Replay the version's warmup requests, if it has any; the number replayed. Blocks."""
+def warm_up(
+    servable: SavedModelServable, *, iterations: int = 1, method_name_check: bool = False
+) -> int:
+    """Replay the version's warmup requests (each `iterations` times), if it has any; the
+    number of records read. Blocks."""
     path = servable.path.joinpath(*WARMUP_FILE)
     if not path.is_file():
         return 0
@@ -81,7 +83,9 @@ def warm_up(servable: SavedModelServable) -> int:
             raise errors.invalid_argument(
                 f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}"
             )
-        _replay(servable, prediction_log_pb2.PredictionLog.FromString(raw))
+        record = prediction_log_pb2.PredictionLog.FromString(raw)
+        for _ in range(iterations):
+            _replay(servable, record, method_name_check)
     log.info(
         "Finished reading warmup data for model at %s. Number of warmup records read: %d.",
         path,

@@ -1,0 +1,239 @@
+"""The embedded server's first seconds and its CPU per request, beside a bare grpc.aio floor.
+
+Start-up: a freshly started server gets 200 req/s of half_plus_two, open loop, for 5 s, with no
+client warm-up; latency counts from the intended send times. CPU per request: utime+stime of the
+server process / answered requests, for a bare grpc.aio Predict service (an empty
+PredictResponse, no parsing), half_plus_two and the demo chat model, side by side in one run at
+200 and 1,000 req/s (open loop) and at saturation (closed loop, 32 callers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.openloop import (
+    RunResult,
+    closed_loop,
+    median,
+    open_loop,
+    start_bare_server,
+)
+from core.embedded.launcher import EmbeddedServer
+from core.wire import protos
+from core.wire.tensors import make_tensor_proto
+
+RUNS = 3  # each figure is the median of this many runs
+STARTUP_RATE = 200.0
+STARTUP_SECONDS = 5.0
+CPU_SECONDS = 4.0
+CPU_RATES = (200.0, 1000.0)
+SATURATION_CONCURRENCY = 32
+DEMO_BATCHING = {"max_batch_size": 32, "batch_timeout_micros": 2000, "num_batch_threads": 2}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _payload(model: str, alias: str, value: Any) -> bytes:
+    request = protos.predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.inputs[alias].CopyFrom(make_tensor_proto(value))
+    return bytes(request.SerializeToString())
+
+
+HALF_PLUS_TWO = _payload("half_plus_two", "x", np.array([[1.0]], np.float32))
+DEMO = _payload("deepchat_model", "text", np.array([b"how do I enable batching?"], dtype=object))
+
+
+def export_models(directory: Path) -> tuple[Path, Path]:
+    """half_plus_two (the test fixture's export) and the demo model; their base paths."""
+    subprocess.run(
+        [sys.executable, "-m", "tests.fixtures.models", str(directory / "models")],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
+    demo = directory / "deepchat_model"
+    subprocess.run(
+        [sys.executable, "-m", "cli", "export-demo-model", str(demo)],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
+    return directory / "models" / "half_plus_two", demo
+
+
+def _server(
+    name: str, base_path: Path, log_dir: Path, *, batching: bool = False, flags: Sequence[str] = ()
+) -> EmbeddedServer:
+    return EmbeddedServer(
+        name,
+        base_path,
+        enable_batching=batching,
+        batching_parameters=DEMO_BATCHING if batching else None,
+        extra_flags=list(flags),
+        log_path=log_dir / f"{name}-{'batched' if batching else 'plain'}.log",
+    )
+
+
+async def measure_startup(base_path: Path, log_dir: Path, runs: int = RUNS) -> list[RunResult]:
+    """Fresh servers, each loaded at 200 req/s for 5 s the moment it reports ready."""
+    results = []
+    for _ in range(runs):
+        server = _server("half_plus_two", base_path, log_dir)
+        async with server:
+            assert server.pid is not None
+            results.append(
+                await open_loop(
+                    server.grpc_target, HALF_PLUS_TWO, STARTUP_RATE, STARTUP_SECONDS, server.pid
+                )
+            )
+    return results
+
+
+Load = tuple[str, Callable[[str, bytes, int], Any]]
+
+
+def _loads(seconds: float) -> list[Load]:
+    loads: list[Load] = [
+        (
+            f"{rate:,.0f} req/s",
+            lambda target, payload, pid, rate=rate: open_loop(target, payload, rate, seconds, pid),
+        )
+        for rate in CPU_RATES
+    ]
+    loads.append(
+        (
+            "saturation",
+            lambda target, payload, pid: closed_loop(
+                target, payload, SATURATION_CONCURRENCY, seconds, pid
+            ),
+        )
+    )
+    return loads
+
+
+async def measure_cpu(
+    half_plus_two: Path, demo: Path, log_dir: Path, runs: int = RUNS, seconds: float = CPU_SECONDS
+) -> dict[tuple[str, str], list[RunResult]]:
+    """{(service, load): runs}: every service under every load, interleaved run by run."""
+    bare, bare_target = start_bare_server()
+    servers = {
+        "half_plus_two": (_server("half_plus_two", half_plus_two, log_dir), HALF_PLUS_TWO),
+        "demo model": (_server("deepchat_model", demo, log_dir), DEMO),
+        "demo model, batching": (_server("deepchat_model", demo, log_dir, batching=True), DEMO),
+    }
+    results: dict[tuple[str, str], list[RunResult]] = {}
+    try:
+        for server, _ in servers.values():
+            await server.start()
+        targets: dict[str, tuple[str, bytes, int]] = {
+            "bare grpc.aio": (bare_target, HALF_PLUS_TWO, bare.pid)
+        }
+        for label, (server, payload) in servers.items():
+            assert server.pid is not None
+            targets[label] = (server.grpc_target, payload, server.pid)
+        for _ in range(runs):
+            for load_label, load in _loads(seconds):
+                for label, (target, payload, pid) in targets.items():
+                    result = await load(target, payload, pid)
+                    results.setdefault((label, load_label), []).append(result)
+    finally:
+        for server, _ in servers.values():
+            await server.stop()
+        bare.kill()
+        bare.wait()
+    return results
+
+
+def startup_table(results: list[RunResult]) -> str:
+    """Markdown: the first 5 s of each fresh server."""
+    lines = [
+        "| run | p50 ms | p95 ms | p99 ms | max ms | late sends |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for index, result in enumerate(results, 1):
+        lines.append(
+            f"| {index} | {result.percentile(50):.1f} | {result.percentile(95):.1f} | "
+            f"{result.percentile(99):.1f} | {result.percentile(100):.1f} | {result.late_sends} |"
+        )
+    p99s = [result.percentile(99) for result in results]
+    lines.append(f"| **median** | | | **{median(p99s):.1f}** | | |")
+    return "\n".join(lines)
+
+
+def cpu_table(results: dict[tuple[str, str], list[RunResult]]) -> str:
+    """Markdown: CPU per request and its ratio to the bare floor at the same load."""
+    loads = list(dict.fromkeys(load for _, load in results))
+    services = list(dict.fromkeys(service for service, _ in results))
+    lines = [
+        "| server | load | answered req/s | p99 ms | CPU ms/request | vs bare |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for load in loads:
+        floor = median([r.cpu_ms_per_request for r in results[("bare grpc.aio", load)]])
+        for service in services:
+            runs = results[(service, load)]
+            cpu = median([r.cpu_ms_per_request for r in runs])
+            lines.append(
+                f"| {service} | {load} | {median([r.rate for r in runs]):,.0f} | "
+                f"{median([r.percentile(99) for r in runs]):.1f} | {cpu:.2f} | "
+                f"{cpu / floor:.2f}x |"
+            )
+    return "\n".join(lines)
+
+
+def run() -> str:
+    """The Markdown section for docs/BENCHMARKS.md."""
+    with tempfile.TemporaryDirectory(prefix="bench_server_cpu-") as name:
+        directory = Path(name)
+        half_plus_two, demo = export_models(directory)
+        startup = asyncio.run(measure_startup(half_plus_two, directory))
+        cpu = asyncio.run(measure_cpu(half_plus_two, demo, directory))
+    return (
+        "## Embedded server: first seconds and CPU per request\n\n"
+        f"Start-up: each run starts a fresh `deepchat-tfs serve` with half_plus_two and sends "
+        f"{STARTUP_RATE:.0f} req/s open loop for {STARTUP_SECONDS:.0f} s the moment it reports "
+        "ready (no client warm-up); latency counts from the intended send time.\n\n"
+        + startup_table(startup)
+        + "\n\nCPU per request: utime+stime of the server process / answered requests, "
+        f"{CPU_SECONDS:.0f} s per point, median of {RUNS} interleaved rounds. The bare service "
+        "is a grpc.aio Predict handler that answers an empty PredictResponse without parsing "
+        "(the Python gRPC floor). The client sends pre-serialized requests from one grpc.aio "
+        "process on the same 2 cores; saturation is 32 closed-loop callers. Demo model "
+        f"batching: {DEMO_BATCHING}.\n\n" + cpu_table(cpu) + "\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one part quickly: `python -m benchmarks.bench_server_cpu startup|cpu`."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("part", choices=["startup", "cpu", "all"])
+    parser.add_argument("--runs", type=int, default=RUNS)
+    parser.add_argument("--seconds", type=float, default=CPU_SECONDS)
+    args = parser.parse_args(argv)
+    if args.part == "all":
+        print(run())
+        return 0
+    with tempfile.TemporaryDirectory(prefix="bench_server_cpu-") as name:
+        directory = Path(name)
+        half_plus_two, demo = export_models(directory)
+        if args.part == "startup":
+            print(startup_table(asyncio.run(measure_startup(half_plus_two, directory, args.runs))))
+        else:
+            results = asyncio.run(
+                measure_cpu(half_plus_two, demo, directory, args.runs, args.seconds)
+            )
+            print(cpu_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
