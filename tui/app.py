@@ -102,6 +102,15 @@ class DeepChatApp(App[int]):
         self._panel_timer: Timer | None = None
         self._live_started = False
         self._quitting = False
+        # The parts the app wires: the chat pane and the runner of its slash commands.
+        self.chat = ChatPane(
+            options.models[0],
+            self.ensure_session,
+            transcript_path=options.transcript_path,
+            target_label=options.target_label,
+            id="chat-pane",
+        )
+        self.slash = SlashRunner(options, self.chat, lambda: self.model_state)
 
     def ensure_session(self) -> ChatSession:
         """The shared stats and chat session, created on first use."""
@@ -128,14 +137,6 @@ class DeepChatApp(App[int]):
     def compose(self) -> ComposeResult:
         ui = self.options.config.ui
         yield StatusHeader(self.options.clock, id="header")
-        self.chat = ChatPane(
-            self.options.models[0],
-            self.ensure_session,
-            transcript_path=self.options.transcript_path,
-            target_label=self.options.target_label,
-            id="chat-pane",
-        )
-        self.slash = SlashRunner(self.options, self.chat, lambda: self.model_state)
         yield self.chat
         with Grid(id="panels"):
             yield ThroughputPanel(id="throughput")
