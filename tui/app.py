@@ -29,6 +29,8 @@ from tui.messages import (
     ModelProblem,
     ModelStateChanged,
     ServerStateChanged,
+    SessionFailed,
+    SessionStarted,
     while_mounted,
 )
 from tui.options import ChatModel, ConsoleOptions
@@ -155,7 +157,12 @@ class DeepChatApp(App[int]):
         self.watch(self.chat, "model", self._chat_model_changed, init=False)
         self.watch(self.chat, "last_served", self._served_changed, init=False)
         self._show_model()
-        self._set_server_state(self.server_state if self.options.connect else "offline")
+        if not self.options.connect:
+            self._set_server_state("offline")
+        elif self.options.embedded:
+            self._set_server_state("starting", "loading the model in a child process")
+        else:
+            self._set_server_state("connecting")
         self.query_one(MemoryPanel).server_note = (
             "n/a (offline)"
             if not self.options.connect
@@ -177,14 +184,7 @@ class DeepChatApp(App[int]):
 
     @work(group="serving", exit_on_error=False, description="start the server link")
     async def start_session(self) -> None:
-        """Start the embedded server / open the client; the state arrives as ServerStateChanged."""
-        embedded = self.options.embedded
-        self.post_message(
-            ServerStateChanged(
-                "starting" if embedded else "connecting",
-                "loading the model in a child process" if embedded else "",
-            )
-        )
+        """Start the embedded server / open the client; posts SessionStarted or SessionFailed."""
         # Imported in a thread so the first frame is out and keys keep working meanwhile.
         for name in SERVING_MODULES:
             await asyncio.to_thread(importlib.import_module, name)
@@ -192,10 +192,9 @@ class DeepChatApp(App[int]):
         try:
             await session.start()
         except Exception as error:  # any start-up failure is shown; the console stays up
-            self.post_message(ServerStateChanged("failed", str(error).splitlines()[0]))
-            self.post_message(ModelProblem("UNAVAILABLE", str(error)))
+            self.post_message(SessionFailed(str(error)))
             return
-        self.post_message(ServerStateChanged("connecting", ", ".join(session.targets)))
+        self.post_message(SessionStarted(session.targets))
 
     def _start_live_loops(self) -> None:
         from tui.live import poll_model, sample_metrics
@@ -234,18 +233,26 @@ class DeepChatApp(App[int]):
         for panel in self.panels():
             panel.set_class(down, "-down")
 
+    @on(SessionStarted)
+    @while_mounted
+    def _session_started(self, message: SessionStarted) -> None:
+        targets = ", ".join(message.targets)
+        if self.options.embedded:
+            self.query_one(StatusHeader).target_text = f"{self.options.target_label} {targets}"
+        self._start_live_loops()
+        self._set_server_state("connecting", targets)
+
+    @on(SessionFailed)
+    @while_mounted
+    def _session_failed(self, message: SessionFailed) -> None:
+        first_line = message.reason.splitlines()[0] if message.reason else "failed to start"
+        self.notify(first_line, title="server failed", severity="error", timeout=15)
+        self._set_server_state("failed", first_line)
+        self._show_model(problem=f"UNAVAILABLE: {message.reason}")
+
     @on(ServerStateChanged)
     @while_mounted
     def _server_state_changed(self, message: ServerStateChanged) -> None:
-        if message.state == "connecting":
-            self.query_one(StatusHeader).target_text = (
-                f"{self.options.target_label} {message.detail}".strip()
-                if self.options.embedded
-                else self.options.target_label
-            )
-            self._start_live_loops()
-        if message.state == "failed":
-            self.notify(message.detail, title="server failed", severity="error", timeout=15)
         if (message.state, message.detail) != (
             self.server_state,
             self.query_one(StatusHeader).detail,

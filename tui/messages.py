@@ -25,6 +25,22 @@ class ServerStateChanged(Message):
         self.detail = detail
 
 
+class SessionStarted(Message):
+    """The chat session is connected (the embedded server, if any, serves on these targets)."""
+
+    def __init__(self, targets: tuple[str, ...]) -> None:
+        super().__init__()
+        self.targets = targets
+
+
+class SessionFailed(Message):
+    """The chat session could not start: the server did not come up or the client failed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+
 class ModelStateChanged(Message):
     """A poll of the model's versions, signatures and labels succeeded."""
 
