@@ -1,36 +1,43 @@
-"""The console: chat pane on top, live ops panels below, commands and key bindings."""
+"""The console: chat pane on top, live ops panels below, commands and key bindings.
+
+The app wires its parts: the chat pane (tui.widgets.chat_pane) owns the chat, the slash runner
+(tui.runner) runs commands, the live loops (tui.live) poll the server, and a core ChatSession
+talks to it. Workers post typed messages; the handlers here update the header and panels.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import importlib
-from pathlib import Path
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, ClassVar
 
-from textual import on
-from textual.app import App, ComposeResult
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.containers import Grid, Vertical
+from textual.containers import Grid
 from textual.css.query import NoMatches
-from textual.message import Message
+from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input
+from textual.widgets import Footer
 
-from core.chat.transcript import Transcript, TranscriptError
 from core.identity import APP_NAME
-from tui.commands import ConsoleCommands, SlashCommand, SlashError, parse_slash
-from tui.conversation import Conversation
 from tui.messages import (
+    BurstRequested,
+    HelpRequested,
     MetricsSampled,
     ModelProblem,
     ModelStateChanged,
     ServerStateChanged,
+    SessionFailed,
+    SessionStarted,
     while_mounted,
 )
-from tui.options import ChatModel, ConsoleOptions, pin_text
+from tui.options import ChatModel, ConsoleOptions
+from tui.palette import console_commands
+from tui.runner import SlashRunner
 from tui.screens import HelpScreen
-from tui.slash import SlashCommands
-from tui.widgets.chat import ChatLog, HistoryInput, spec_label
+from tui.widgets.chat_pane import ChatPane
 from tui.widgets.header import StatusHeader
 from tui.widgets.panels import (
     BatchPanel,
@@ -45,9 +52,10 @@ from tui.widgets.panels import (
 )
 
 if TYPE_CHECKING:
+    from core.chat.session import ChatSession
     from core.client.monitor import ModelMonitor, ModelState
     from core.metrics.stats import StatsCollector
-    from tui.backend import ConsoleBackend
+    from tui.burst import BurstScreen
 
 # What talks to servers (gRPC, numpy, protos, the batcher): loaded after the first frame.
 SERVING_MODULES = (
@@ -55,19 +63,19 @@ SERVING_MODULES = (
     "core.chat.adapters",
     "core.metrics.stats",
     "core.client.monitor",
-    "tui.backend",
+    "core.chat.session",
     "tui.live",
 )
 
 
-class DeepChatApp(Conversation, SlashCommands, App[int]):
+class DeepChatApp(App[int]):
     """The deepchat-tfs console."""
 
     CSS_PATH = "app.tcss"
     TITLE = APP_NAME
-    COMMANDS = App.COMMANDS | {ConsoleCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]  # noqa: RUF012
-    # Binding ids are the action names config.ui.key_bindings remaps.
+    # The one list of default keys. Binding ids are the action names config.ui.key_bindings
+    # remaps; the config only holds overrides.
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "quit", id="quit", priority=True),
         Binding("f1,question_mark", "help", "help", id="help"),
@@ -85,53 +93,53 @@ class DeepChatApp(Conversation, SlashCommands, App[int]):
     def __init__(self, options: ConsoleOptions, *, stats: StatsCollector | None = None) -> None:
         super().__init__()
         self.options = options
-        # Created by ensure_backend() once the serving modules are loaded (after the first frame).
+        # The session is created by ensure_session() once the serving modules are loaded.
         self.stats: StatsCollector | None = stats
-        self.backend: ConsoleBackend | None = None
-        self._current: ChatModel | None = None
-        self.transcript: Transcript | None = None
+        self.session: ChatSession | None = None
         self.monitor: ModelMonitor | None = None
         self.model_state: ModelState | None = None
         self.server_state = "starting" if options.embedded else "connecting"
         self.paused = False
         self.last_served: int | None = None
-        self.last_prompt: str | None = None
         self._panel_timer: Timer | None = None
         self._live_started = False
         self._quitting = False
+        # The parts the app wires: the chat pane and the runner of its slash commands.
+        self.chat = ChatPane(
+            options.models[0],
+            self.ensure_session,
+            transcript_path=options.transcript_path,
+            target_label=options.target_label,
+            id="chat-pane",
+        )
+        self.slash = SlashRunner(options, self.chat, lambda: self.model_state)
 
-    @property
-    def current(self) -> ChatModel:
-        """The model the chat talks to (built on first use: it loads the serving modules)."""
-        if self._current is None:
-            self._current = self.options.models[0]
-        return self._current
-
-    @current.setter
-    def current(self, model: ChatModel) -> None:
-        self._current = model
-
-    def ensure_backend(self) -> ConsoleBackend:
-        """The shared stats and backend, created on first use."""
-        if self.backend is None:
+    def ensure_session(self) -> ChatSession:
+        """The shared stats and chat session, created on first use."""
+        if self.session is None:
+            from core.chat.session import ChatSession
             from core.metrics.stats import StatsCollector
-            from tui.backend import ConsoleBackend
 
             if self.stats is None:
                 self.stats = StatsCollector()
-            self.backend = ConsoleBackend(self.options, self.stats)
-        return self.backend
+            options = self.options
+            self.session = ChatSession(
+                options.config,
+                self.stats,
+                targets=options.targets,
+                rest_url=options.rest_url,
+                embedded=options.embedded,
+                data_dir=options.data_dir,
+                connect=options.connect,
+            )
+        return self.session
 
     # ---- layout ----------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         ui = self.options.config.ui
         yield StatusHeader(self.options.clock, id="header")
-        with Vertical(id="chat-pane"):
-            yield ChatLog(id="chat-log")
-            yield HistoryInput(
-                self._history(), placeholder="type a message · / for commands", id="prompt"
-            )
+        yield self.chat
         with Grid(id="panels"):
             yield ThroughputPanel(id="throughput")
             yield LatencyPanel(ui.latency_warn_ms, ui.latency_crit_ms, id="latency")
@@ -141,51 +149,32 @@ class DeepChatApp(Conversation, SlashCommands, App[int]):
             yield MemoryPanel(id="memory")
         yield Footer()
 
-    def _history(self) -> list[str]:
-        try:
-            self.transcript = Transcript(
-                self.options.transcript_path,
-                target=self.options.target_label,
-                model_name=self.options.choices[0].name,
-            )
-        except (TranscriptError, OSError) as error:
-            self._transcript_problem = str(error)
-            return []
-        self._transcript_problem = ""
-        return self.transcript.prompt_history()
-
-    async def on_mount(self) -> None:
+    def on_mount(self) -> None:
         # Every binding id is in the keymap, so the footer keeps BINDINGS' order after remapping.
         keymap = {binding.id: binding.key for binding in self._own_bindings() if binding.id}
         self.set_keymap({**keymap, **self.options.config.ui.key_bindings})
-        header = self.query_one(StatusHeader)
-        header.target_text = self.options.target_label
+        self.query_one(StatusHeader).target_text = self.options.target_label
+        self.watch(self.chat, "model", self._chat_model_changed, init=False)
+        self.watch(self.chat, "last_served", self._served_changed, init=False)
         self._show_model()
-        self._set_server_state(self.server_state if self.options.connect else "offline")
-        memory = self.query_one(MemoryPanel)
-        memory.server_note = (
+        if not self.options.connect:
+            self._set_server_state("offline")
+        elif self.options.embedded:
+            self._set_server_state("starting", "loading the model in a child process")
+        else:
+            self._set_server_state("connecting")
+        self.query_one(MemoryPanel).server_note = (
             "n/a (offline)"
             if not self.options.connect
             else "starting"
             if self.options.embedded
             else "remote"
         )
-        self.query_one("#prompt", HistoryInput).focus()
-        if self._transcript_problem:
-            await self.chat_log.add_note(
-                f"transcript disabled: {self._transcript_problem}", error=True
-            )
+        self.chat.focus_prompt()
         self._refresh_panels()
         if self.options.connect:
             # After the first frame: opening channels and polling must not delay it.
-            self.call_after_refresh(
-                self.run_worker, self._start_backend(), name="start-backend", exit_on_error=False
-            )
-
-    @property
-    def chat_log(self) -> ChatLog:
-        """The chat transcript widget."""
-        return self.query_one("#chat-log", ChatLog)
+            self.call_after_refresh(self.start_session)
 
     def panels(self) -> list[Panel]:
         """Every live panel."""
@@ -193,32 +182,25 @@ class DeepChatApp(Conversation, SlashCommands, App[int]):
 
     # ---- serving link ----------------------------------------------------------------------
 
-    async def _start_backend(self) -> None:
-        """Worker: start the embedded server / open the client, then the live loops."""
-        embedded = self.options.embedded
-        self.post_message(
-            ServerStateChanged(
-                "starting" if embedded else "connecting",
-                "loading the model in a child process" if embedded else "",
-            )
-        )
+    @work(group="serving", exit_on_error=False, description="start the server link")
+    async def start_session(self) -> None:
+        """Start the embedded server / open the client; posts SessionStarted or SessionFailed."""
         # Imported in a thread so the first frame is out and keys keep working meanwhile.
         for name in SERVING_MODULES:
             await asyncio.to_thread(importlib.import_module, name)
-        backend = self.ensure_backend()
+        session = self.ensure_session()
         try:
-            await backend.start()
+            await session.start()
         except Exception as error:  # any start-up failure is shown; the console stays up
-            self.post_message(ServerStateChanged("failed", str(error).splitlines()[0]))
-            self.post_message(ModelProblem("UNAVAILABLE", str(error)))
+            self.post_message(SessionFailed(str(error)))
             return
-        self.post_message(ServerStateChanged("connecting", ", ".join(backend.targets)))
+        self.post_message(SessionStarted(session.targets))
 
     def _start_live_loops(self) -> None:
         from tui.live import poll_model, sample_metrics
 
-        backend = self.ensure_backend()
-        if self._live_started or backend.client is None:
+        session = self.ensure_session()
+        if self._live_started or session.client is None:
             return
         self._live_started = True
         self._new_monitor()
@@ -226,7 +208,7 @@ class DeepChatApp(Conversation, SlashCommands, App[int]):
             poll_model(lambda: self.monitor, self.post_message), name="poll-model", group="live"
         )
         self.run_worker(
-            sample_metrics(backend, lambda: self.current.spec.name, self.post_message),
+            sample_metrics(session, lambda: self.chat.model.spec.name, self.post_message),
             name="sample-metrics",
             group="live",
         )
@@ -234,10 +216,13 @@ class DeepChatApp(Conversation, SlashCommands, App[int]):
     def _new_monitor(self) -> None:
         from core.client.monitor import ModelMonitor
 
-        if self.backend is None or self.backend.client is None:
+        if self.session is None or self.session.client is None:
             return
+        spec = self.chat.model.spec
         labels = [m.spec.version_label for m in self.options.models if m.spec.version_label]
-        self.monitor = ModelMonitor(self.backend.client, self.current.spec, labels=labels)
+        if spec.version_label:
+            labels.append(spec.version_label)
+        self.monitor = ModelMonitor(self.session.client, spec, labels=labels)
 
     def _set_server_state(self, state: str, detail: str = "") -> None:
         self.server_state = state
@@ -248,33 +233,55 @@ class DeepChatApp(Conversation, SlashCommands, App[int]):
         for panel in self.panels():
             panel.set_class(down, "-down")
 
+    @on(SessionStarted)
+    @while_mounted
+    def _session_started(self, message: SessionStarted) -> None:
+        targets = ", ".join(message.targets)
+        if self.options.embedded:
+            self.query_one(StatusHeader).target_text = f"{self.options.target_label} {targets}"
+        self._start_live_loops()
+        self._set_server_state("connecting", targets)
+
+    @on(SessionFailed)
+    @while_mounted
+    def _session_failed(self, message: SessionFailed) -> None:
+        first_line = message.reason.splitlines()[0] if message.reason else "failed to start"
+        self.notify(first_line, title="server failed", severity="error", timeout=15)
+        self._set_server_state("failed", first_line)
+        self._show_model(problem=f"UNAVAILABLE: {message.reason}")
+
     @on(ServerStateChanged)
     @while_mounted
     def _server_state_changed(self, message: ServerStateChanged) -> None:
-        if message.state == "connecting":
-            self.query_one(StatusHeader).target_text = (
-                f"{self.options.target_label} {message.detail}".strip()
-                if self.options.embedded
-                else self.options.target_label
-            )
-            self._start_live_loops()
-        if message.state == "failed":
-            self.notify(message.detail, title="server failed", severity="error", timeout=15)
         if (message.state, message.detail) != (
             self.server_state,
             self.query_one(StatusHeader).detail,
         ):
             self._set_server_state(message.state, message.detail)
 
+    # ---- the model -------------------------------------------------------------------------
+
+    def _chat_model_changed(self, previous: ChatModel, model: ChatModel) -> None:
+        """The chat switched models or pins: poll the new spec and show it."""
+        if model.spec.name != previous.spec.name:
+            self.model_state = None
+        self._new_monitor()
+        self._show_model()
+
+    def _served_changed(self, served_version: int | None) -> None:
+        self.last_served = served_version
+        served = f"v{served_version}" if served_version is not None else "v?"
+        self.query_one(StatusHeader).served_text = f"last reply {served}"
+
     @on(ModelStateChanged)
     @while_mounted
     def _model_state_changed(self, message: ModelStateChanged) -> None:
         state = message.model_state
-        if state.model_name != self.current.spec.name:
+        if state.model_name != self.chat.model.spec.name:
             return  # a poll that started before /model switched
         self.model_state = state
         for version in state.newly_available:
-            self.ensure_backend().forget_adapters()  # a new version may bring a new signature
+            self.ensure_session().forget_adapters()  # a new version may bring a new signature
             self.notify(
                 f"{state.model_name} version {version} is AVAILABLE",
                 title="new version",
@@ -288,19 +295,14 @@ class DeepChatApp(Conversation, SlashCommands, App[int]):
         self._show_model(problem=f"{message.code}: {message.message}")
 
     def _show_model(self, problem: str | None = None) -> None:
-        if self._current is None:  # before the serving modules load: the config's first choice
-            choice = self.options.choices[0]
-            label, signature = choice.describe(), choice.signature_name
-            pinned = pin_text(choice.version, choice.version_label)
-        else:
-            spec = self._current.spec
-            label, signature = spec_label(spec), spec.signature_name
-            pinned = pin_text(spec.version, spec.version_label)
+        spec = self.chat.model.spec
         self.query_one(ModelPanel).show(
-            self.model_state, signature_name=signature, pinned=pinned, problem=problem
+            self.model_state,
+            signature_name=spec.signature_name,
+            pinned=spec.pin_text(),
+            problem=problem,
         )
-        self.query_one(StatusHeader).model_text = label
-        self.query_one("#chat-pane").border_title = f"Chat · {label} ({pinned})"
+        self.query_one(StatusHeader).model_text = spec.describe()
 
     @on(MetricsSampled)
     @while_mounted
@@ -309,17 +311,58 @@ class DeepChatApp(Conversation, SlashCommands, App[int]):
         note = "remote" if not self.options.embedded else "not running"
         self.query_one(MemoryPanel).show(message.console_rss, message.server_rss, note)
 
-    # ---- burst (tui/burst.py's BurstScreen posts these to the app) ---------------------------
+    # ---- commands --------------------------------------------------------------------------
 
+    @on(ChatPane.CommandEntered)
+    async def _command_entered(self, message: ChatPane.CommandEntered) -> None:
+        await self.slash.run(message.command)
+
+    @on(HelpRequested)
+    def _help_requested(self) -> None:
+        self.action_help()
+
+    @on(BurstRequested)
+    async def _burst_requested(self, message: BurstRequested) -> None:
+        from tui.burst import BurstScreen
+
+        if self.session is None or not self.session.targets:
+            await self.chat.add_note(
+                "the server is not running yet; /burst can start once it serves", error=True
+            )
+            return
+        # `/burst 200rps 30s` starts at once; a bare `/burst` (or the key) opens the form.
+        self.push_screen(
+            BurstScreen(
+                list(self.session.targets),
+                self.chat.model.spec,
+                message.args,
+                autostart=bool(message.args),
+            )
+        )
+
+    # Named handlers: tui.burst (and gRPC with it) is imported only when a burst starts.
     @while_mounted
-    def on_burst_screen_progress(self, message: Message) -> None:
+    def on_burst_screen_progress(self, message: BurstScreen.Progress) -> None:
         """A running burst's live figures go to the Burst panel."""
-        self.query_one(BurstPanel).show(burst_progress_lines(message.progress))  # type: ignore[attr-defined]
+        self.query_one(BurstPanel).show(burst_progress_lines(message.progress))
 
     @while_mounted
-    def on_burst_screen_finished(self, message: Message) -> None:
+    def on_burst_screen_finished(self, message: BurstScreen.Finished) -> None:
         """A finished burst's summary stays in the Burst panel."""
-        self.query_one(BurstPanel).show(burst_report_lines(message.report))  # type: ignore[attr-defined]
+        self.query_one(BurstPanel).show(burst_report_lines(message.report))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The console's commands in the command palette, then Textual's own."""
+        yield from console_commands(
+            run_line=self.slash.run_line,
+            prefill=self.chat.prefill,
+            run_action=self.run_action,
+            models=self.options.models,
+            versions=self.slash.known_versions(),
+            labels=self.slash.known_labels(),
+            signatures=self.slash.known_signatures(),
+        )
+        yield from super().get_system_commands(screen)
 
     # ---- live panels -----------------------------------------------------------------------
 
@@ -348,38 +391,7 @@ class DeepChatApp(Conversation, SlashCommands, App[int]):
             panel.border_subtitle = "paused" if self.paused else ""
         self.notify("live panels paused" if self.paused else "live panels resumed", timeout=2)
 
-    # ---- chat ------------------------------------------------------------------------------
-
-    @on(Input.Submitted, "#prompt")
-    async def _prompt_submitted(self, event: Input.Submitted) -> None:
-        text = event.value
-        prompt_input = self.query_one("#prompt", HistoryInput)
-        prompt_input.value = ""
-        if not text.strip():
-            return
-        prompt_input.remember(text)
-        await self.run_slash(text)
-
-    async def run_slash(self, text: str) -> None:
-        """Run an input line: a slash command, or a prompt to send."""
-        try:
-            command = parse_slash(text)
-        except SlashError as error:
-            await self.chat_log.add_note(str(error), error=True)
-            return
-        if command is None:
-            await self.send_prompt(text[1:] if text.lstrip().startswith("//") else text)
-        else:
-            await self.run_command(command)
-
-    def prefill(self, text: str) -> None:
-        """Put text in the prompt line for the reader to complete."""
-        prompt_input = self.query_one("#prompt", HistoryInput)
-        prompt_input.value = text
-        prompt_input.cursor_position = len(text)
-        prompt_input.focus()
-
-    # ---- other actions ---------------------------------------------------------------------
+    # ---- keys ------------------------------------------------------------------------------
 
     def _own_bindings(self) -> list[Binding]:
         return [binding for binding in self.BINDINGS if isinstance(binding, Binding)]
@@ -401,19 +413,23 @@ class DeepChatApp(Conversation, SlashCommands, App[int]):
 
     def action_focus_prompt(self) -> None:
         """Move focus back to the prompt line."""
-        self.query_one("#prompt", HistoryInput).focus()
+        self.chat.focus_prompt()
+
+    async def action_retry(self) -> None:
+        """Retry the most recent failed prompt."""
+        await self.chat.retry_latest()
 
     async def action_clear_chat(self) -> None:
         """Clear the chat pane and start a new conversation."""
-        await self.run_slash("/clear")
+        await self.slash.run_line("/clear")
 
     async def action_export_transcript(self) -> None:
         """Export this conversation as Markdown and JSONL."""
-        await self.run_slash("/export")
+        await self.slash.run_line("/export")
 
     async def action_burst(self) -> None:
         """Open the burst load form."""
-        await self.run_slash("/burst")
+        await self.slash.run_line("/burst")
 
     async def action_quit(self) -> None:
         """Stop the server (if embedded), close the client, and exit."""
@@ -424,17 +440,7 @@ class DeepChatApp(Conversation, SlashCommands, App[int]):
         if self._panel_timer is not None:
             self._panel_timer.stop()
         self.workers.cancel_all()
-        if self.backend is not None:
-            await self.backend.close()
-        if self.transcript is not None:
-            self.transcript.close()
-            self.transcript = None
+        if self.session is not None:
+            await self.session.close()
+        self.chat.close_transcript()
         self.exit(0)
-
-    def export_dir(self, argument: str | None) -> Path:
-        """Where /export writes: the given directory or the data dir's exports folder."""
-        return Path(argument).expanduser() if argument else self.options.data_dir / "exports"
-
-    async def run_command(self, command: SlashCommand) -> None:
-        """Run a parsed slash command (see tui.slash)."""
-        await self.dispatch_slash(command)

@@ -11,20 +11,12 @@ from collections.abc import Callable
 
 from textual.message import Message
 
+from core.chat.session import ChatSession
+from core.client.errors import is_unreachable
 from core.client.monitor import Backoff, ModelMonitor, process_rss_bytes
-from core.client.scrape import (
-    MetricsScraper,
-    ScrapeError,
-    ServerMetrics,
-    metrics_url,
-    server_batching,
-)
+from core.client.scrape import MetricsScraper, ScrapeError, ServerMetrics, server_batching
 from core.client.serving import ServingError
-from tui.backend import ConsoleBackend
 from tui.messages import MetricsSampled, ModelProblem, ModelStateChanged, ServerStateChanged
-
-# Codes that mean "the server cannot be reached" rather than "the server said no".
-UNREACHABLE_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "UNKNOWN"})
 
 
 async def poll_model(
@@ -43,7 +35,7 @@ async def poll_model(
             try:
                 state = await monitor.poll()
             except ServingError as error:
-                if error.code in UNREACHABLE_CODES:
+                if is_unreachable(error.code):
                     delay = backoff.next_delay()
                     post(
                         ServerStateChanged("down", f"{error.code} · reconnecting in {delay:.1f} s")
@@ -60,19 +52,15 @@ async def poll_model(
 
 
 async def sample_metrics(
-    backend: ConsoleBackend,
+    session: ChatSession,
     get_model_name: Callable[[], str],
     post: Callable[[Message], object],
     *,
     interval_s: float = 1.0,
 ) -> None:
     """Scrape the server's batching metrics and sample memory, once per interval, forever."""
-    config = backend.options.config
-    url = (
-        metrics_url(backend.rest_url, config.model_serving.tensorflow_serving.metrics_path)
-        if backend.rest_url
-        else None
-    )
+    config = session.config
+    url = session.metrics_url
     scraper = MetricsScraper(url) if url else None
     previous: ServerMetrics | None = None
     try:
@@ -98,7 +86,7 @@ async def sample_metrics(
                         if batching.batch_size_mean is None:
                             detail = "no server batching"
                             batching = None
-            pid = backend.server_pid
+            pid = session.server_pid
             server_rss = await asyncio.to_thread(process_rss_bytes, pid) if pid else None
             console_rss = process_rss_bytes()
             post(MetricsSampled(batching, detail, console_rss, server_rss))

@@ -94,6 +94,6 @@ def _run(
         app.run()
     finally:
         # Whatever ended the app (quit, Ctrl-C, a crash), the embedded server must not outlive it.
-        if app.backend is not None:
-            app.backend.kill_server_now()
+        if app.session is not None:
+            app.session.kill_server_now()
     return int(app.return_code or 0)

@@ -1,4 +1,4 @@
-"""Typed messages that workers post to the app; only the app's handlers touch widgets."""
+"""Typed messages: what workers report, and what widgets ask the app for; handlers touch widgets."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from textual.css.query import NoMatches
 from textual.message import Message
 
 if TYPE_CHECKING:
+    from core.chat.session import ChatOutcome
     from core.client.monitor import ModelState
     from core.client.scrape import ServerBatching
-    from tui.backend import ChatOutcome
 
 
 class ServerStateChanged(Message):
@@ -23,6 +23,22 @@ class ServerStateChanged(Message):
         super().__init__()
         self.state = state
         self.detail = detail
+
+
+class SessionStarted(Message):
+    """The chat session is connected (the embedded server, if any, serves on these targets)."""
+
+    def __init__(self, targets: tuple[str, ...]) -> None:
+        super().__init__()
+        self.targets = targets
+
+
+class SessionFailed(Message):
+    """The chat session could not start: the server did not come up or the client failed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
 
 
 class ModelStateChanged(Message):
@@ -79,6 +95,18 @@ class ModelProblem(Message):
         super().__init__()
         self.code = code
         self.message = message
+
+
+class HelpRequested(Message):
+    """Someone asked for the help screen (/help)."""
+
+
+class BurstRequested(Message):
+    """Someone asked for the burst screen (/burst ARGS); arguments start it at once."""
+
+    def __init__(self, args: str) -> None:
+        super().__init__()
+        self.args = args
 
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])

@@ -11,8 +11,8 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from tui.commands import SLASH_COMMANDS
 from tui.format import DIM_STYLE
+from tui.slash import SLASH_COMMANDS
 
 KEY_NAMES = {"question_mark": "?", "escape": "esc", "slash": "/"}
 

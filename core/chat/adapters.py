@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from core.chat.adapter_settings import AdapterSettings
+
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
@@ -70,44 +72,6 @@ def escape_markdown(text: str) -> str:
 
 class AdapterMismatch(ValueError):
     """The model's signature does not fit the configured chat adapter."""
-
-
-@dataclass(frozen=True)
-class AdapterSettings:
-    """What the config says about the chat adapter (``models[].adapter``)."""
-
-    kind: str = "text"
-    input_key: str | None = None
-    output_key: str | None = None
-    labels_file: Path | None = None
-    tokenizer_file: Path | None = None
-    top_k: int = 5
-    max_length: int = 128
-    config_path: str = "models[0].adapter"
-
-    @classmethod
-    def from_config(
-        cls, adapter: object, config_path: str = "models[0].adapter"
-    ) -> AdapterSettings:
-        """Settings from the config's adapter model (any object with the adapter's fields)."""
-        defaults = cls()
-
-        def field(name: str) -> Any:
-            value = getattr(adapter, name, None)
-            return getattr(defaults, name) if value is None else value
-
-        labels_file = getattr(adapter, "labels_file", None)
-        tokenizer_file = getattr(adapter, "tokenizer_file", None)
-        return cls(
-            kind=str(field("kind")),
-            input_key=getattr(adapter, "input_key", None),
-            output_key=getattr(adapter, "output_key", None),
-            labels_file=Path(labels_file) if labels_file else None,
-            tokenizer_file=Path(tokenizer_file) if tokenizer_file else None,
-            top_k=int(field("top_k")),
-            max_length=int(field("max_length")),
-            config_path=config_path,
-        )
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Talking to model servers: grpc.aio channel, ServingClient, micro-batcher, monitor, scrapes.
+"""Talking to model servers: channel, ServingClient, batcher, monitor, scrapes, targets, codes.
 
 May import core.wire, core.metrics and core.config.
 """

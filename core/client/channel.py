@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 
+from core.client.targets import split_host_port
+
 if TYPE_CHECKING:
     from core.config.schema import Config
 
@@ -163,27 +165,6 @@ def channel_options(
     if settings.tls is not None and settings.tls.server_name_override:
         options.append(("grpc.ssl_target_name_override", settings.tls.server_name_override))
     return options
-
-
-def split_host_port(target: str) -> tuple[str, int]:
-    """Split 'HOST:PORT', '[IPV6]:PORT' or 'dns:///HOST:PORT' into host and port.
-
-    Raises ValueError naming the target when it is malformed.
-    """
-    expected = "expected 'HOST:PORT' or '[IPV6]:PORT'"
-    address = target.removeprefix("dns:///").removeprefix("dns:")
-    if address.startswith("["):
-        host, bracket, rest = address[1:].partition("]")
-        if not bracket or not rest.startswith(":"):
-            raise ValueError(f"target {target!r}: {expected}")
-        port_text = rest[1:]
-    else:
-        host, colon, port_text = address.rpartition(":")
-        if not colon or not host or ":" in host:
-            raise ValueError(f"target {target!r}: {expected}")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"target {target!r}: expected a port 1-65535, got {port_text!r}")
-    return host, int(port_text)
 
 
 async def _addresses(host: str, port: int) -> list[str]:

@@ -35,6 +35,21 @@ class ModelState:
         """Versions in state AVAILABLE, ascending."""
         return tuple(sorted(v.version for v in self.versions if v.state == "AVAILABLE"))
 
+    @property
+    def version_numbers(self) -> list[int]:
+        """Every version the poll saw, in any state, ascending."""
+        return [status.version for status in self.versions]
+
+    @property
+    def label_names(self) -> list[str]:
+        """The version labels the poll resolved, sorted."""
+        return sorted(self.labels)
+
+    @property
+    def signature_names(self) -> list[str]:
+        """The model's signature keys, sorted; empty without metadata."""
+        return sorted(self.metadata.signatures) if self.metadata is not None else []
+
 
 class ModelMonitor:
     """Polls GetModelStatus, and GetModelMetadata when the set of versions changes."""

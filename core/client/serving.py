@@ -25,6 +25,7 @@ from core.wire.metadata import (
     model_metadata,
     version_statuses,
 )
+from core.wire.model_spec import ModelSpec
 from core.wire.tensors import make_ndarray, make_tensor_proto
 
 if TYPE_CHECKING:
@@ -62,33 +63,6 @@ class ServingError(Exception):
     def from_rpc_error(cls, error: grpc.aio.AioRpcError) -> ServingError:
         """The ServingError for a grpc.aio call failure."""
         return cls(error.code().name, error.details() or "")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Which model, version (or version label) and signature a call addresses."""
-
-    name: str
-    version: int | None = None
-    version_label: str | None = None
-    signature_name: str = "serving_default"
-
-    def __post_init__(self) -> None:
-        if self.version is not None and self.version_label is not None:
-            raise ValueError(
-                f"ModelSpec {self.name!r}: version={self.version} and "
-                f"version_label={self.version_label!r} both set; expected at most one"
-            )
-
-    def fill(self, spec: Any, *, with_signature: bool = True) -> None:
-        """Write this spec into a model_pb2.ModelSpec message."""
-        spec.name = self.name
-        if self.version is not None:
-            spec.version.value = self.version
-        elif self.version_label is not None:
-            spec.version_label = self.version_label
-        if with_signature:
-            spec.signature_name = self.signature_name
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from core.config.loader import expected, field_type, is_model
-from core.config.schema import ENV_PREFIX, Config, UiConfig
+from core.config.schema import ENV_PREFIX, Config
 
 START_MARKER = "<!-- config-reference:start -->"
 END_MARKER = "<!-- config-reference:end -->"
@@ -72,8 +72,10 @@ def _default_text(field: FieldInfo) -> str:
     value = field.get_default(call_default_factory=True)
     if isinstance(value, BaseModel):
         return ""
-    if isinstance(value, dict):
+    if isinstance(value, dict) and value:
         return "below"
+    if isinstance(value, dict):
+        return "`{}`"
     if isinstance(value, list):
         names = [getattr(item, "name", item) for item in value]
         return "`[" + ", ".join(str(name) for name in names) + "]`"
@@ -98,18 +100,11 @@ def _rows(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
 
 def reference_markdown() -> str:
     """The configuration reference as Markdown: what README.md holds between the markers."""
-    bindings = UiConfig.model_fields["key_bindings"].get_default(call_default_factory=True)
     lines = [
         _INTRO,
         "| key | type | default | meaning |",
         "|---|---|---|---|",
         *_rows(Config),
-        "",
-        "Default `ui.key_bindings` (a file's entries replace single actions):",
-        "",
-        "| action | keys |",
-        "|---|---|",
-        *(f"| `{action}` | `{keys}` |" for action, keys in bindings.items()),
     ]
     return "\n".join(lines) + "\n"
 

@@ -250,17 +250,6 @@ class EmbeddedConfig(_Section):
     """Server batching: batches run in parallel."""
 
 
-_DEFAULT_KEY_BINDINGS = {
-    "quit": "ctrl+q",
-    "help": "f1,question_mark",
-    "command_palette": "ctrl+p",
-    "pause_panels": "f2,ctrl+o",
-    "retry": "ctrl+r",
-    "clear_chat": "ctrl+l",
-    "export_transcript": "ctrl+e",
-}
-
-
 class UiConfig(_Section):
     """The console's look and keys."""
 
@@ -271,9 +260,11 @@ class UiConfig(_Section):
     latency_crit_ms: float = Field(default=500.0, gt=0)
     """Latencies from here are red."""
     key_bindings: Annotated[dict[str, str], Expect("a mapping of action to keys")] = Field(
-        default_factory=lambda: dict(_DEFAULT_KEY_BINDINGS)
+        default_factory=dict
     )
-    """Action -> Textual key names, comma-separated alternatives (`f1,question_mark`)."""
+    """Keys that replace an action's defaults: action -> Textual key names, comma-separated
+    alternatives (`help: f9,question_mark`). The actions and their default keys are the README's
+    key table and the help screen (F1); unnamed actions keep their defaults."""
 
     @field_validator("key_bindings")
     @classmethod

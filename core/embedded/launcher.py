@@ -86,6 +86,12 @@ def batching_parameters_text(parameters: Mapping[str, int]) -> str:
     return "".join(f"{key} {{ value: {int(value)} }}\n" for key, value in parameters.items())
 
 
+def monitoring_config_text(metrics_path: str) -> str:
+    """TF Serving's text-format MonitoringConfig enabling Prometheus at metrics_path."""
+    # JSON string escaping is valid protobuf text-format escaping for a path.
+    return f"prometheus_config {{ enable: true path: {json.dumps(metrics_path)} }}\n"
+
+
 class EmbeddedServer:
     """The embedded TF-Serving-compatible server as a child process (async and sync APIs)."""
 

@@ -102,8 +102,8 @@ async def test_errors_show_inline_with_code_message_and_retry(
             pilot,
             lambda: all(e.outcome is not None and e.outcome.ok for e in app.query(ReplyEntry)),
         )
-        assert app.transcript is not None
-        roles = [(m.role, m.status) for m in app.transcript.messages()]
+        assert app.chat.transcript is not None
+        roles = [(m.role, m.status) for m in app.chat.transcript.messages()]
         assert roles.count(("user", "answered")) == 2
         assert ("error", "error") in roles  # the failures stay in the transcript
 
@@ -191,7 +191,7 @@ async def test_chat_follows_new_messages_only_while_the_reader_is_at_the_bottom(
 ) -> None:
     app = app_factory()
     async with app.run_test(size=(100, 30)) as pilot:
-        log = app.chat_log
+        log = app.chat.chat_log
         for index in range(30):
             await log.add_note(f"note {index}")
         await pilot.pause()
@@ -215,11 +215,11 @@ async def test_the_prompt_is_stored_before_the_server_answers(
     app = app_factory((chat_server.target,))
     async with app.run_test(size=(120, 40)) as pilot:
         await send(app, pilot, "do not lose me")
-        assert app.transcript is not None
-        pending = app.transcript.pending_prompts()
+        assert app.chat.transcript is not None
+        pending = app.chat.transcript.pending_prompts()
         assert [m.text for m in pending] == ["do not lose me"]  # written, not yet answered
         await wait_for(pilot, lambda: len(answered(app)) == 1)
-        assert app.transcript.pending_prompts() == []
+        assert app.chat.transcript.pending_prompts() == []
 
 
 async def test_a_broken_tokenizer_file_is_reported_inline(

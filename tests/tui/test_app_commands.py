@@ -33,7 +33,7 @@ async def test_version_label_and_latest_pin_the_model_spec(
     async with app.run_test(size=(120, 40)) as pilot:
         await connected(app, pilot)
         await send(app, pilot, "/version 1")
-        assert app.current.spec.version == 1
+        assert app.chat.model.spec.version == 1
         await send(app, pilot, "pinned")
         await wait_for(pilot, lambda: len(answered(app)) == 1)
         assert "echo v1: pinned" in visible_text(answered(app)[0])
@@ -41,12 +41,12 @@ async def test_version_label_and_latest_pin_the_model_spec(
         await send(app, pilot, "/version 7")
         assert "has no version 7; known versions: 1, 2" in notes(app)[-1]
         await send(app, pilot, "/label stable")
-        assert app.current.spec.version_label == "stable" and app.current.spec.version is None
+        assert app.chat.model.spec.version_label == "stable" and app.chat.model.spec.version is None
         await send(app, pilot, "labelled")
         await wait_for(pilot, lambda: len(answered(app)) == 2)
         assert chat_server.calls_to("Predict")[-1].request.model_spec.version_label == "stable"
         await send(app, pilot, "/version latest")
-        assert app.current.spec.version is None and app.current.spec.version_label is None
+        assert app.chat.model.spec.version is None and app.chat.model.spec.version_label is None
         assert "following the latest version" in notes(app)[-1]
         assert "(latest)" in str(app.query_one("#chat-pane").border_title)
 
@@ -59,15 +59,15 @@ async def test_signature_and_model_switches(
         await connected(app, pilot)
         await send(app, pilot, "/signature nope")
         assert "has no signature 'nope'; its signatures: serving_default" in notes(app)[-1]
-        assert app.current.spec.signature_name == "serving_default"
+        assert app.chat.model.spec.signature_name == "serving_default"
         await send(app, pilot, "/model other_model")
-        assert app.current.spec.name == "other_model"
+        assert app.chat.model.spec.name == "other_model"
         assert "other_model" in str(app.query_one("#header").render())
         await wait_for(
             pilot, lambda: app.monitor is not None and app.monitor.spec.name == "other_model"
         )
         await send(app, pilot, "/model chat")  # back by its config name
-        assert app.current.spec.name == "deepchat_model"
+        assert app.chat.model.spec.name == "deepchat_model"
 
 
 async def test_compare_sends_one_prompt_to_two_versions_side_by_side(
@@ -88,8 +88,8 @@ async def test_compare_sends_one_prompt_to_two_versions_side_by_side(
             call.request.model_spec.version.value for call in chat_server.calls_to("Predict")
         )
         assert versions == [1, 2]
-        assert app.transcript is not None
-        stored = [(m.role, m.model_version) for m in app.transcript.messages()]
+        assert app.chat.transcript is not None
+        stored = [(m.role, m.model_version) for m in app.chat.transcript.messages()]
         assert stored.count(("assistant", 1)) == 1 and stored.count(("assistant", 2)) == 1
         # Without a prompt, /compare reuses the last one.
         await send(app, pilot, "/compare 2 1")
@@ -113,7 +113,7 @@ async def test_export_clear_and_unknown_commands(
         assert len(list((app.options.data_dir / "exports").iterdir())) == 2
         await send(app, pilot, "/clear")
         assert list(app.query(PromptEntry)) == [] and notes(app) == ["new conversation"]
-        assert app.transcript is not None and app.transcript.messages() == []
+        assert app.chat.transcript is not None and app.chat.transcript.messages() == []
         await send(app, pilot, "/frobnicate")
         assert "unknown command /frobnicate; expected one of /model" in notes(app)[-1]
         await send(app, pilot, "/version")
@@ -147,7 +147,7 @@ async def test_command_palette_runs_console_commands(
         await pilot.press(*"pin chat to version 1")
         await pilot.pause(0.3)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.current.spec.version == 1)
+        await wait_for(pilot, lambda: app.chat.model.spec.version == 1)
         await pilot.press("ctrl+p")
         await pilot.press(*"pause live")
         await pilot.pause(0.3)
@@ -182,9 +182,9 @@ async def test_ctrl_q_closes_the_client_and_exits(
     app = app_factory((chat_server.target,))
     async with app.run_test(size=(120, 40)) as pilot:
         await connected(app, pilot)
-        client = app.backend.client
+        client = app.session.client
         await pilot.press("ctrl+q")
         await wait_for(pilot, lambda: not app.is_running)
     assert app.return_code == 0
     assert client is not None and client._closed
-    assert app.transcript is None  # closed
+    assert app.chat.transcript is None  # closed

@@ -64,7 +64,7 @@ async def test_embedded_start_up_chat_and_shutdown(
         assert "starting server" in str(app.query_one("#header").render())
         await send(app, pilot, "what is a version label?")  # typed while the model loads
         await wait_for(pilot, lambda: app.server_state == "up", 120)
-        pid = app.backend.server_pid
+        pid = app.session.server_pid
         assert pid is not None and psutil.pid_exists(pid)
         await wait_for(pilot, lambda: len(answered(app)) == 1, 30)
         outcome = answered(app)[0].outcome

@@ -208,3 +208,19 @@ def test_burst_lines_summarise_progress() -> None:
     panel = BurstPanel("hint")
     panel.show(["\x1b[31mred\x1b[0m line"])
     assert panel.summary == ["red line"]
+
+
+async def test_a_session_that_cannot_start_is_shown_not_raised(
+    app_factory: Callable[..., DeepChatApp],
+) -> None:
+    from tui.messages import SessionFailed
+
+    app = app_factory()
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.post_message(SessionFailed("exporting the demo model failed\n--- last lines ---\nboom"))
+        await wait_for(pilot, lambda: app.server_state == "failed")
+        header = str(app.query_one("#header").render())
+        assert "server failed exporting the demo model failed" in header
+        assert "UNAVAILABLE" in panel_text(app, ModelPanel)
+        assert all(panel.has_class("-down") for panel in app.panels())
+        assert any("exporting the demo model failed" in n.message for n in app._notifications)

@@ -6,7 +6,6 @@ import re
 
 import pytest
 
-from tui.commands import SlashError, parse_slash, parse_version
 from tui.format import (
     CRIT_STYLE,
     DIM_STYLE,
@@ -22,6 +21,7 @@ from tui.format import (
     success_style,
 )
 from tui.screens import key_display
+from tui.slash import SlashError, parse_slash, parse_version
 
 
 @pytest.mark.parametrize(
@@ -103,3 +103,20 @@ def test_parse_version() -> None:
     assert parse_version("v2", "/version N") == 2
     with pytest.raises(SlashError, match="expected a version number, got 'two'"):
         parse_version("two", "/version N")
+
+
+def test_the_readme_key_table_lists_the_apps_bindings() -> None:
+    from pathlib import Path
+
+    from textual.binding import Binding
+
+    from tui.app import DeepChatApp
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(\w+)` \| `([^`]+)` \|", readme, flags=re.MULTILINE)
+    bindings = {
+        binding.id: binding.key
+        for binding in DeepChatApp.BINDINGS
+        if isinstance(binding, Binding) and binding.id
+    }
+    assert dict(rows) == bindings

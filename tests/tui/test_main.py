@@ -129,11 +129,11 @@ def test_build_options_from_config_and_flags(tmp_path: Path) -> None:
 def test_kill_server_now_stops_the_child_after_a_crash(tmp_path: Path) -> None:
     import psutil
 
+    from core.chat.session import ChatSession
     from core.metrics.stats import StatsCollector
-    from tui.backend import ConsoleBackend
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    backend = ConsoleBackend(build_options(Config(), data_dir=tmp_path), StatsCollector())
+    backend = ChatSession(Config(), StatsCollector(), embedded=True, data_dir=tmp_path)
     backend._server_process = psutil.Process(child.pid)  # as start() records it
     assert backend.server_pid == child.pid
     backend.kill_server_now()

@@ -16,12 +16,12 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from core.chat.adapters import ChatReply
+from core.chat.session import ChatOutcome, failure
 from core.client.monitor import ModelState
 from core.client.scrape import ServerBatching
 from core.client.serving import ModelMetadata, ModelSpec, SignatureInfo, TensorInfo, VersionStatus
 from tests.tui.conftest import frozen_stats, offline_options, wait_for
 from tui.app import DeepChatApp
-from tui.backend import ChatOutcome, failure
 from tui.messages import ChatAnswered, MetricsSampled, ModelStateChanged, ServerStateChanged
 from tui.widgets.chat import ReplyEntry
 
@@ -63,10 +63,11 @@ def answer(version: int, text: str, latency_ms: float = 4.1) -> ChatOutcome:
 
 async def exchange(app: DeepChatApp, prompt: str, outcome: ChatOutcome) -> None:
     """Show a prompt and its answer the way a chat worker's message would."""
-    prompt_id = app.store_prompt(prompt)
-    await app.chat_log.add_prompt(prompt)
-    await app.chat_log.add_reply(prompt_id, prompt, app.current)
-    app.post_message(ChatAnswered(prompt_id, prompt, outcome))
+    chat = app.chat
+    prompt_id = chat.store_prompt(prompt)
+    await chat.chat_log.add_prompt(prompt)
+    await chat.chat_log.add_reply(prompt_id, prompt, chat.model)
+    chat.post_message(ChatAnswered(prompt_id, prompt, outcome))
 
 
 async def settle(app: DeepChatApp, pilot: Pilot[Any]) -> None:

@@ -18,17 +18,12 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Button, Input, Static
 
+from core.wire.model_spec import ModelSpec
 from tui.format import CRIT_STYLE, DIM_STYLE, format_ms
-from tui.options import ChatModel, describe_model
+from tui.options import ChatModel
 
 if TYPE_CHECKING:
-    from core.client.serving import ModelSpec
-    from tui.backend import ChatOutcome
-
-
-def spec_label(spec: ModelSpec) -> str:
-    """A spec as the chat shows it: name, pinned version or label, non-default signature."""
-    return describe_model(spec.name, spec.version, spec.version_label, spec.signature_name)
+    from core.chat.session import ChatOutcome
 
 
 def reply_heading(outcome: ChatOutcome) -> Content:
@@ -75,7 +70,7 @@ class ReplyEntry(Vertical):
 
     def _waiting(self) -> Static:
         return Static(
-            Content.styled(f"… waiting for {spec_label(self.spec)}", DIM_STYLE),
+            Content.styled(f"… waiting for {self.spec.describe()}", DIM_STYLE),
             classes="reply-heading",
         )
 
@@ -84,7 +79,7 @@ class ReplyEntry(Vertical):
 
     async def show(self, outcome: ChatOutcome) -> None:
         """Replace the pending line with the reply or the error."""
-        # Imported on first reply: Markdown brings markdown-it and Pygments (~0.1 s).
+        # Imported on first reply: Markdown brings markdown-it and Pygments with it.
         from textual.widgets import Markdown
 
         self.remove_class("pending")
@@ -190,6 +185,12 @@ class HistoryInput(Input):
 
     def __init__(self, history: Sequence[str] = (), **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.history = list(history)
+        self._position = len(self.history)
+        self._draft = ""
+
+    def load_history(self, history: Sequence[str]) -> None:
+        """Start the walk over these earlier prompts (oldest first)."""
         self.history = list(history)
         self._position = len(self.history)
         self._draft = ""

@@ -1,7 +1,8 @@
-"""The console's link to serving: embedded server, shared client, micro-batchers, chat adapters.
+"""A chat session with served models: the embedded server if configured, one shared client,
+micro-batchers per model spec, and chat adapters fitted to each signature.
 
-Plain asyncio, no widgets: the app's workers await these methods and post what they get as
-messages. One ServingClient and one StatsCollector serve chat, panels and /compare.
+Plain asyncio, no UI: a console's workers await these methods and show what they return. One
+ServingClient and one StatsCollector serve chat, live panels and /compare.
 """
 
 from __future__ import annotations
@@ -9,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psutil
 
@@ -25,7 +26,9 @@ from core.chat.adapters import (
     make_adapter,
     sanitize_text,
 )
-from core.client.batcher import BatcherFull, MicroBatcher
+from core.client.batcher import MicroBatcher
+from core.client.errors import call_status
+from core.client.scrape import metrics_url
 from core.client.serving import (
     ClientSettings,
     ModelSpec,
@@ -33,11 +36,9 @@ from core.client.serving import (
     ServingClient,
     ServingError,
 )
+from core.config.schema import Config, TensorflowServingConfig
+from core.embedded.launcher import EmbeddedServer, monitoring_config_text
 from core.metrics.stats import StatsCollector
-from tui.options import ConsoleOptions
-
-if TYPE_CHECKING:
-    from core.embedded.launcher import EmbeddedServer
 
 
 @dataclass(frozen=True)
@@ -62,19 +63,58 @@ def failure(spec: ModelSpec, code: str, message: str) -> ChatOutcome:
     return ChatOutcome(spec=spec, error_code=code, error_message=sanitize_text(message))
 
 
-class ConsoleBackend:
+def build_embedded_server(config: Config, data_dir: Path) -> EmbeddedServer:
+    """The embedded server as the config describes it, logging and configured under data_dir."""
+    embedded = config.embedded
+    data_dir.mkdir(parents=True, exist_ok=True)
+    monitoring_path = data_dir / "monitoring.config"
+    monitoring_path.write_text(
+        monitoring_config_text(config.model_serving.tensorflow_serving.metrics_path)
+    )
+    return EmbeddedServer(
+        model_name=embedded.model_name,
+        model_base_path=embedded.model_base_path,
+        enable_batching=embedded.enable_batching,
+        all_versions=embedded.all_versions,
+        extra_flags=(f"--monitoring_config_file={monitoring_path}",),
+        log_path=data_dir / "server.log",
+        batching_parameters={
+            "max_batch_size": embedded.max_batch_size,
+            "batch_timeout_micros": embedded.batch_timeout_micros,
+            "num_batch_threads": embedded.num_batch_threads,
+        },
+    )
+
+
+class ChatSession:
     """Starts the embedded server if asked, opens the client, sends chat through batchers."""
 
-    def __init__(self, options: ConsoleOptions, stats: StatsCollector) -> None:
-        self.options = options
+    def __init__(
+        self,
+        config: Config,
+        stats: StatsCollector,
+        *,
+        targets: Sequence[str] = (),
+        rest_url: str | None = None,
+        embedded: bool = False,
+        data_dir: Path | None = None,
+        connect: bool = True,
+    ) -> None:
+        if embedded and data_dir is None:
+            raise ValueError("ChatSession: an embedded server needs a data_dir, got None")
+        self.config = config
         self.stats = stats
+        self.targets: tuple[str, ...] = tuple(targets)
+        self.rest_url = rest_url
+        self.embedded = embedded
+        self.data_dir = data_dir
+        # Whether start() will be called: prompts sent before it finishes wait for it.
+        self.connect = connect
         self.server: EmbeddedServer | None = None
         self.client: ServingClient | None = None
-        self.targets: tuple[str, ...] = options.targets
-        self.rest_url: str | None = options.rest_url
+        self.start_error: str | None = None
         self._batchers: dict[ModelSpec, MicroBatcher] = {}
         self._adapters: dict[tuple[ModelSpec, AdapterSettings], ChatAdapter] = {}
-        self.start_error: str | None = None
         self._started = asyncio.Event()
         # Kept as a psutil.Process so a later kill cannot hit a recycled pid.
         self._server_process: psutil.Process | None = None
@@ -85,9 +125,15 @@ class ConsoleBackend:
         return self._server_process.pid if self._server_process is not None else None
 
     @property
-    def server_log(self) -> Path | None:
-        """The embedded server's log file."""
-        return self.server.log_path if self.server is not None else None
+    def metrics_url(self) -> str | None:
+        """Where the server's Prometheus metrics are, None without a REST URL."""
+        if not self.rest_url:
+            return None
+        return metrics_url(self.rest_url, self.config.model_serving.tensorflow_serving.metrics_path)
+
+    @property
+    def _serving(self) -> TensorflowServingConfig:
+        return self.config.model_serving.tensorflow_serving
 
     async def start(self) -> None:
         """Start the embedded server (when configured) and open the shared client."""
@@ -100,45 +146,20 @@ class ConsoleBackend:
             self._started.set()
 
     async def _start(self) -> None:
-        config = self.options.config
-        if self.options.embedded:
-            from core.embedded.launcher import (
-                EmbeddedServer,  # the child process; never TensorFlow here
-            )
-
-            embedded = config.embedded
-            self.options.data_dir.mkdir(parents=True, exist_ok=True)
-            self.server = EmbeddedServer(
-                model_name=embedded.model_name,
-                model_base_path=embedded.model_base_path,
-                enable_batching=embedded.enable_batching,
-                all_versions=embedded.all_versions,
-                extra_flags=(f"--monitoring_config_file={self._write_monitoring_config()}",),
-                log_path=self.options.data_dir / "server.log",
-                batching_parameters={
-                    "max_batch_size": embedded.max_batch_size,
-                    "batch_timeout_micros": embedded.batch_timeout_micros,
-                    "num_batch_threads": embedded.num_batch_threads,
-                },
-            )
+        if self.embedded:
+            assert self.data_dir is not None  # checked in __init__
+            self.server = build_embedded_server(self.config, self.data_dir)
             await self.server.start()
             if self.server.pid is not None:
                 self._server_process = psutil.Process(self.server.pid)
             self.targets = (self.server.grpc_target,)
             self.rest_url = self.server.rest_url
-        settings = ClientSettings.from_config(config, targets=self.targets)
+        settings = ClientSettings.from_config(self.config, targets=self.targets)
         # Stats go to the batcher when chat is batched (per prompt, queueing included), else to
         # the client; giving both would count every prompt twice.
-        batched = config.model_serving.tensorflow_serving.batch.enabled
-        self.client = ServingClient(settings, stats=None if batched else self.stats)
-
-    def _write_monitoring_config(self) -> Path:
-        """TF Serving's monitoring config enabling Prometheus at the configured metrics path."""
-        path = self.options.data_dir / "monitoring.config"
-        metrics_path = self.options.config.model_serving.tensorflow_serving.metrics_path
-        # JSON string escaping is valid protobuf text-format escaping for a path.
-        path.write_text(f"prometheus_config {{ enable: true path: {json.dumps(metrics_path)} }}\n")
-        return path
+        self.client = ServingClient(
+            settings, stats=None if self._serving.batch.enabled else self.stats
+        )
 
     def _require_client(self) -> ServingClient:
         if self.client is None:
@@ -148,7 +169,7 @@ class ConsoleBackend:
 
     async def wait_started(self, timeout_s: float) -> None:
         """Wait until start() finished (either way), at most timeout_s."""
-        if self.options.connect:
+        if self.connect:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._started.wait(), timeout_s)
 
@@ -174,7 +195,7 @@ class ConsoleBackend:
 
     def _batcher(self, spec: ModelSpec) -> MicroBatcher:
         if spec not in self._batchers:
-            batch = self.options.config.model_serving.tensorflow_serving.batch
+            batch = self._serving.batch
             self._batchers[spec] = MicroBatcher(
                 functools.partial(self._require_client().predict, spec),
                 max_batch_size=batch.size,
@@ -188,7 +209,7 @@ class ConsoleBackend:
         """Send one prompt and decode the reply; every failure becomes an error outcome."""
         try:
             # A prompt typed while the embedded server loads waits for it instead of failing.
-            await self.wait_started(self.options.config.model_serving.tensorflow_serving.timeout)
+            await self.wait_started(self._serving.timeout)
             try:
                 adapter = await self.adapter(spec, settings)
             except AdapterMismatch as error:
@@ -201,14 +222,11 @@ class ConsoleBackend:
             result = await self._predict(spec, inputs)
             latency_s = time.perf_counter() - started
             reply = adapter.decode(result.outputs)
-        except ServingError as error:
-            return failure(spec, error.code, error.message)
-        except BatcherFull as error:
-            return failure(spec, "RESOURCE_EXHAUSTED", str(error) or "the chat queue is full")
-        except ValueError as error:
-            return failure(spec, "INVALID_ARGUMENT", str(error))
-        except asyncio.TimeoutError:
-            return failure(spec, "DEADLINE_EXCEEDED", "no answer before the deadline")
+        except Exception as error:
+            status = call_status(error)
+            if status is None:
+                raise
+            return failure(spec, *status)
         return ChatOutcome(
             spec=spec,
             reply=reply,
@@ -217,7 +235,7 @@ class ConsoleBackend:
         )
 
     async def _predict(self, spec: ModelSpec, inputs: dict[str, Any]) -> PredictResult:
-        if self.options.config.model_serving.tensorflow_serving.batch.enabled:
+        if self._serving.batch.enabled:
             return await self._batcher(spec).submit(inputs)
         return await self._require_client().predict(spec, inputs)
 

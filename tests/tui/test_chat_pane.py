@@ -1,0 +1,60 @@
+"""The chat pane on its own, in a tiny host app: it needs no DeepChatApp, only a session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import App, ComposeResult
+from textual.widgets import Static
+
+from core.chat.session import ChatSession
+from core.config.schema import Config
+from core.metrics.stats import StatsCollector
+from tests.tui.conftest import offline_options, wait_for
+from tui.slash import SlashCommand
+from tui.widgets.chat import ReplyEntry
+from tui.widgets.chat_pane import ChatPane
+
+
+class PaneHost(App[None]):
+    """Hosts one ChatPane on an offline session and keeps the commands it posts."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        super().__init__()
+        options = offline_options(tmp_path)
+        session = ChatSession(Config(), StatsCollector(), connect=False)
+        self.pane = ChatPane(
+            options.models[0],
+            lambda: session,
+            transcript_path=options.transcript_path,
+            target_label=options.target_label,
+        )
+        self.commands: list[SlashCommand] = []
+
+    def compose(self) -> ComposeResult:
+        yield self.pane
+
+    def on_chat_pane_command_entered(self, message: ChatPane.CommandEntered) -> None:
+        self.commands.append(message.command)
+
+
+async def test_commands_are_posted_and_prompts_answered_inline(tmp_path: Path) -> None:
+    app = PaneHost(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.pane.focus_prompt()
+        app.pane.prompt_input.value = "/version 2"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(app.commands) == 1)
+        assert app.commands[0].name == "version" and app.commands[0].args == ("2",)
+        app.pane.prompt_input.value = "/nope"
+        await pilot.press("enter")
+        notes = [str(note.render()) for note in app.pane.query(".note").results(Static)]
+        assert notes[-1].startswith("unknown command /nope")
+        # Offline, a prompt is stored and fails inline with TF Serving's code.
+        app.pane.prompt_input.value = "hello"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: any(e.outcome for e in app.pane.query(ReplyEntry)))
+        entry = app.pane.query_one(ReplyEntry)
+        assert entry.outcome is not None and entry.outcome.error_code == "UNAVAILABLE"
+        assert app.pane.transcript is not None
+        assert [m.role for m in app.pane.transcript.messages()] == ["user", "error"]
