@@ -22,6 +22,8 @@ DEFAULT_METRICS_PATH = "/monitoring/prometheus/metrics"
 
 # One label set, hashable: sorted (name, value) pairs.
 LabelSet = tuple[tuple[str, str], ...]
+# A histogram's cumulative buckets: (upper bound, count) pairs sorted by bound, +Inf last.
+Buckets = tuple[tuple[float, float], ...]
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,12 @@ class ServerMetrics:
     scraped_at: float
     histograms: Mapping[str, Mapping[LabelSet, HistogramTotals]] = field(default_factory=dict)
     counters: Mapping[str, Mapping[LabelSet, float]] = field(default_factory=dict)
+    buckets: Mapping[str, Mapping[LabelSet, Buckets]] = field(default_factory=dict)
+    """Each histogram's cumulative buckets by label set (the `le` label taken out)."""
+
+    def exports(self, name: str) -> bool:
+        """Whether the server exported this metric family in this scrape."""
+        return name in self.histograms or name in self.counters
 
     def histogram(self, name: str, model_name: str | None = None) -> HistogramTotals | None:
         """Totals of a histogram over all its label sets (only model_name's when given)."""
@@ -87,6 +95,7 @@ def parse_metrics(text: str, scraped_at: float = 0.0) -> ServerMetrics:
 
     histograms: dict[str, dict[LabelSet, dict[str, float]]] = {}
     counters: dict[str, dict[LabelSet, float]] = {}
+    buckets: dict[str, dict[LabelSet, list[tuple[float, float]]]] = {}
     try:
         families = list(text_string_to_metric_families(text))
     except ValueError as error:
@@ -98,6 +107,12 @@ def parse_metrics(text: str, scraped_at: float = 0.0) -> ServerMetrics:
             series = histograms.setdefault(family.name, {})
             for sample in family.samples:
                 suffix = sample.name[len(family.name) :]
+                if suffix == "_bucket" and "le" in sample.labels:
+                    labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "le"))
+                    buckets.setdefault(family.name, {}).setdefault(labels, []).append(
+                        (float(sample.labels["le"]), float(sample.value))
+                    )
+                    continue
                 if suffix not in ("_count", "_sum"):
                     continue
                 labels = tuple(sorted(sample.labels.items()))
@@ -121,6 +136,10 @@ def parse_metrics(text: str, scraped_at: float = 0.0) -> ServerMetrics:
             for name, series in histograms.items()
         },
         counters=counters,
+        buckets={
+            name: {labels: tuple(sorted(pairs)) for labels, pairs in series.items()}
+            for name, series in buckets.items()
+        },
     )
 
 
