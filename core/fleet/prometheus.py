@@ -59,7 +59,8 @@ def _escape(value: str) -> str:
 def queries(model_name: str | None, window_s: float, instances: Sequence[str]) -> dict[str, str]:
     """The PromQL the source runs, by figure name (per instance, and `fleet_*` for the fleet)."""
     window = f"{max(1, round(window_s))}s"
-    only = "|".join(re.escape(instance) for instance in instances)
+    # Regular expressions inside PromQL strings: the regex's backslashes are escaped once more.
+    only = _escape("|".join(re.escape(instance) for instance in instances))
     count = _selector(names.REQUEST_COUNT, model_name, instances=only)
     errors = _selector(names.REQUEST_COUNT, model_name, 'status!="OK"', instances=only)
     latency = _selector(names.REQUEST_LATENCY + "_bucket", model_name, instances=only)
@@ -67,12 +68,14 @@ def queries(model_name: str | None, window_s: float, instances: Sequence[str]) -
     size_count = _selector(names.PROCESSED_BATCH_SIZE + "_count", None, instances=only)
     exported = (
         '{__name__=~"'
-        + "|".join(
-            re.escape(name)
-            for name in (
-                names.REQUEST_COUNT,
-                names.REQUEST_LATENCY + "_count",
-                names.PROCESSED_BATCH_SIZE + "_count",
+        + _escape(
+            "|".join(
+                re.escape(name)
+                for name in (
+                    names.REQUEST_COUNT,
+                    names.REQUEST_LATENCY + "_count",
+                    names.PROCESSED_BATCH_SIZE + "_count",
+                )
             )
         )
         + '"'

@@ -1,4 +1,4 @@
-"""Prometheus' arithmetic: histogram_quantile against hand-computed values, the counter reset rule."""
+"""Prometheus' arithmetic: histogram_quantile against hand-computed values, counter resets."""
 
 from __future__ import annotations
 
