@@ -53,6 +53,7 @@ class FleetSampler:
         self._resolved_at: float | None = None
         self._clients: dict[str, ServingClient] = {}
         self._pids: dict[str, int | None] = {}
+        self._pids_scanned_at: float | None = None
 
     @property
     def replicas(self) -> tuple[Replica, ...]:
@@ -67,6 +68,7 @@ class FleetSampler:
             self._resolved_at = now
             await self._drop_clients_of_gone_replicas()
         replicas = self._replica_set.replicas
+        await self._find_local_processes(replicas, now)
         statuses, metrics = await asyncio.gather(
             asyncio.gather(*(self._poll_status(replica) for replica in replicas)),
             self.source.sample(replicas, self.model_name, self.window_s),
@@ -123,14 +125,27 @@ class FleetSampler:
             return True, {}, f"{error.code}: {error.message}"
         return True, {status.version: status.state for status in statuses}, None
 
+    async def _find_local_processes(self, replicas: Sequence[Replica], now: float) -> None:
+        """Find the processes of local replicas not known yet (one scan, in a thread, rarely)."""
+        unknown = [r for r in replicas if r.is_local and self._pids.get(r.address) is None]
+        if not unknown or (
+            self._pids_scanned_at is not None
+            and now - self._pids_scanned_at < self._resolve_interval_s
+        ):
+            return
+        self._pids_scanned_at = now
+        ports = {int(replica.address.rpartition(":")[2]) for replica in unknown}
+        found = await asyncio.to_thread(_listening_pids, ports)
+        for replica in unknown:
+            self._pids[replica.address] = found.get(int(replica.address.rpartition(":")[2]))
+
     def _rss(self, replica: Replica) -> int | None:
         """Resident memory of the local process listening on the replica's port."""
-        if replica.address not in self._pids:
-            self._pids[replica.address] = _listening_pid(int(replica.address.rpartition(":")[2]))
-        pid = self._pids[replica.address]
+        pid = self._pids.get(replica.address)
         rss = process_rss_bytes(pid) if pid is not None else None
-        if rss is None:
-            self._pids.pop(replica.address, None)  # restarted: look the process up again
+        if rss is None and pid is not None:
+            self._pids[replica.address] = None  # restarted: look the process up again
+            self._pids_scanned_at = None
         return rss
 
     async def _drop_clients_of_gone_replicas(self) -> None:
@@ -145,20 +160,20 @@ class FleetSampler:
         await self.source.close()
 
 
-def _listening_pid(port: int) -> int | None:
-    """The pid of the process listening on a local TCP port, None when not found or not allowed."""
+def _listening_pids(ports: set[int]) -> dict[int, int]:
+    """The pids of the local processes listening on these TCP ports (those that can be seen)."""
     try:
         connections = psutil.net_connections(kind="tcp")
     except (psutil.AccessDenied, OSError):
-        return None
-    for connection in connections:
-        if (
-            connection.status == psutil.CONN_LISTEN
-            and connection.laddr
-            and connection.laddr.port == port
-        ):
-            return connection.pid
-    return None
+        return {}
+    return {
+        connection.laddr.port: connection.pid
+        for connection in connections
+        if connection.status == psutil.CONN_LISTEN
+        and connection.laddr
+        and connection.laddr.port in ports
+        and connection.pid is not None
+    }
 
 
 def _with_fleet_max(fleet: ServerFigures, rows: Sequence[ReplicaRow]) -> ServerFigures:

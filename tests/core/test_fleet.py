@@ -262,3 +262,17 @@ def test_snapshot_json_and_version_skew() -> None:
     assert first["versions"] == {"1": "AVAILABLE"}
     assert set(first["batch"]) >= {"size_mean", "fill"}
     assert document["replicas"][2]["error"] == "UNAVAILABLE: refused"
+
+
+async def test_one_cycle_over_50_replicas_stays_far_below_a_second() -> None:
+    """benchmarks/bench_fleet.py measures it (target < 200 ms); this guards a wide margin."""
+    from benchmarks.bench_fleet import StandInFleet, measure_cycles
+
+    fleet = StandInFleet(50)
+    try:
+        figures = await measure_cycles(fleet, cycles=5)
+    finally:
+        fleet.stop()
+    assert figures.replicas_up == 50
+    assert figures.fleet_qps is not None and figures.fleet_qps > 0
+    assert sorted(figures.cycle_ms)[2] < 1500
