@@ -248,6 +248,8 @@ def render_text(snapshot: FleetSnapshot) -> str:
         for row in snapshot.replicas
         if row.error or row.figures.metrics_error
     ]
+    if any(row.figures.batch.max_batch_size_inferred for row in snapshot.replicas):
+        notes.append("~N: max batch size inferred from the processed_batch_size buckets")
     not_exported = sorted({name for row in snapshot.replicas for name in row.figures.not_exported})
     if not_exported:
         notes.append("not exported: " + ", ".join(not_exported))
