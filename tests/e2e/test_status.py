@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -226,6 +228,33 @@ async def test_a_new_version_on_one_replica_shows_as_skew(
         assert snapshot.replicas[1].available_versions == (HALF_PLUS_TWO_VERSION,)
         assert snapshot.to_json()["fleet"]["version_skew"] is True
     finally:
+        await sampler.close()
+
+
+async def test_a_hung_replica_shows_down_within_3_s_and_comes_back_by_itself(
+    fleet: Fleet, traffic: subprocess.Popen[bytes]
+) -> None:
+    sampler = FleetSampler(fleet.fleet_targets(), ScrapeSource(), model_name=MODEL, window_s=2)
+    frozen = fleet.servers[1]
+    assert frozen.pid is not None
+    try:
+        await wait_for(sampler, lambda s: s.all_up, timeout_s=10)
+        os.kill(frozen.pid, signal.SIGSTOP)  # alive, listening, answering nothing
+        stopped_at = time.monotonic()
+        snapshot, _ = await wait_for(
+            sampler, lambda s: not s.replicas[1].up, timeout_s=10, interval_s=0.25
+        )
+        shown_after_s = time.monotonic() - stopped_at
+        assert shown_after_s < 3.0
+        assert snapshot.replicas[0].up and snapshot.replicas[2].up
+        os.kill(frozen.pid, signal.SIGCONT)
+        continued_at = time.monotonic()
+        await wait_for(sampler, lambda s: s.all_up, timeout_s=10, interval_s=0.25)
+        back_after_s = time.monotonic() - continued_at
+        assert back_after_s < 3.0
+        print(f"\nhung replica down after {shown_after_s:.2f} s, back {back_after_s:.2f} s after")
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
         await sampler.close()
 
 
