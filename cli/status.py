@@ -83,33 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
 def sampler_from_args(args: argparse.Namespace) -> FleetSampler:
     """A FleetSampler for the command line and the config; UsageError when it cannot be built."""
     from core.config.schema import ConfigError, load_config
-    from core.fleet.direct import ScrapeSource
-    from core.fleet.prometheus import PrometheusSource
-    from core.fleet.replicas import FleetTargets
-    from core.fleet.sampler import FleetSampler
-    from core.fleet.source import MetricsSource
+    from core.fleet.setup import fleet_sampler
 
     if args.window <= 0:
         raise UsageError(f"--window {args.window}: expected seconds > 0")
     if args.watch is not None and args.watch <= 0:
         raise UsageError(f"--watch {args.watch}: expected seconds > 0")
+    if not args.target and (args.metrics or args.max_batch_size):
+        raise UsageError("--metrics and --max-batch-size go with --target, in its order")
     try:
         config = load_config(args.config).config
     except ConfigError as error:
         raise UsageError(str(error)) from None
-    tfs = config.model_serving.tensorflow_serving
     model_name = args.model
-    if args.target:
-        targets, metrics_urls, max_batch_sizes = args.target, args.metrics, args.max_batch_size
-    else:
-        if args.metrics or args.max_batch_size:
-            raise UsageError("--metrics and --max-batch-size go with --target, in its order")
-        targets, metrics_urls, max_batch_sizes = (
-            config.resolved_targets(),
-            tfs.metrics_urls,
-            tfs.max_batch_sizes,
-        )
-        if not targets:
+    if not args.target:
+        if not config.resolved_targets():
             raise UsageError(
                 "nothing to check: the config uses the embedded server, which status does not "
                 "start, so no replica is reachable; give --target HOST:PORT (repeat for replicas) "
@@ -117,20 +105,17 @@ def sampler_from_args(args: argparse.Namespace) -> FleetSampler:
             )
         model_name = model_name or config.models[0].model_name
     try:
-        fleet_targets = FleetTargets(
-            targets=tuple(targets),
-            metrics_urls=tuple(metrics_urls),
-            max_batch_sizes=tuple(max_batch_sizes),
-            rest_port=tfs.rest_port,
-            metrics_path=tfs.metrics_path,
+        return fleet_sampler(
+            config,
+            targets=args.target,
+            metrics_urls=args.metrics,
+            max_batch_sizes=args.max_batch_size,
+            prometheus_url=args.prometheus,
+            model_name=model_name,
+            window_s=args.window,
         )
-        prometheus_url = args.prometheus or tfs.prometheus_url
-        source: MetricsSource = (
-            PrometheusSource(prometheus_url) if prometheus_url else ScrapeSource()
-        )
-    except ValueError as error:
+    except (ValueError, ConfigError) as error:
         raise UsageError(str(error)) from None
-    return FleetSampler(fleet_targets, source, model_name=model_name, window_s=args.window)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

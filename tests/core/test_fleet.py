@@ -276,3 +276,37 @@ async def test_one_cycle_over_50_replicas_stays_far_below_a_second() -> None:
     assert figures.replicas_up == 50
     assert figures.fleet_qps is not None and figures.fleet_qps > 0
     assert sorted(figures.cycle_ms)[2] < 1500
+
+
+async def test_fleet_sampler_from_config_and_from_given_targets() -> None:
+    from core.config.schema import Config
+    from core.fleet.setup import fleet_sampler
+
+    with pytest.raises(ValueError, match="embedded server"):
+        fleet_sampler(Config())
+    config = Config.model_validate(
+        {
+            "model_serving": {
+                "tensorflow_serving": {
+                    "host": "tfs",
+                    "targets": ["10.0.0.1:8500", "10.0.0.2:8500"],
+                    "metrics_urls": ["http://10.0.0.1:9/m", "http://10.0.0.2:9/m"],
+                    "max_batch_sizes": [32, 64],
+                    "prometheus_url": "http://prom:9090",
+                }
+            }
+        }
+    )
+    sampler = fleet_sampler(config, model_name="m")
+    replicas = await sampler._replica_set.refresh()
+    assert [(r.address, r.metrics_url, r.max_batch_size) for r in replicas] == [
+        ("10.0.0.1:8500", "http://10.0.0.1:9/m", 32),
+        ("10.0.0.2:8500", "http://10.0.0.2:9/m", 64),
+    ]
+    assert sampler.source.description == "prometheus http://prom:9090"
+    await sampler.close()
+    given = fleet_sampler(config, targets=["127.0.0.1:8500"], prometheus_url=None)
+    assert [r.metrics_url for r in await given._replica_set.refresh()] == [
+        "http://127.0.0.1:8501/monitoring/prometheus/metrics"
+    ]
+    await given.close()
