@@ -96,14 +96,17 @@ def sampler_from_args(args: argparse.Namespace) -> FleetSampler:
     except ConfigError as error:
         raise UsageError(str(error)) from None
     model_name = args.model
+    prometheus_url = args.prometheus or config.model_serving.tensorflow_serving.prometheus_url
     if not args.target:
-        if not config.resolved_targets():
+        if not config.resolved_targets() and not prometheus_url:
             raise UsageError(
                 "nothing to check: the config uses the embedded server, which status does not "
                 "start, so no replica is reachable; give --target HOST:PORT (repeat for replicas) "
-                "or set model_serving.tensorflow_serving.targets"
+                "or set model_serving.tensorflow_serving.targets (or give --prometheus URL to find "
+                "the replicas Prometheus scrapes)"
             )
-        model_name = model_name or config.models[0].model_name
+        if config.resolved_targets():
+            model_name = model_name or config.models[0].model_name
     try:
         return fleet_sampler(
             config,

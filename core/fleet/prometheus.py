@@ -140,6 +140,30 @@ class PrometheusSource:
             for item in data.get("result", [])
         ]
 
+    async def discover(self, metrics_path: str) -> tuple[tuple[Replica, ...], dict[str, bool]]:
+        """The replicas Prometheus scrapes TF Serving metrics from, and whether each is up.
+
+        A replica is an `instance` that exported request_count within the last hour; up is
+        Prometheus' own `up` for it. Its address is that instance (the metrics HOST:PORT).
+        PrometheusError when Prometheus cannot answer.
+        """
+        seen, up = await asyncio.gather(
+            self.query(
+                "group by (instance) (last_over_time("
+                + _selector(names.REQUEST_COUNT, None)
+                + "[1h]))"
+            ),
+            self.query("max by (instance) (up)"),
+        )
+        up_by_instance = {labels.get("instance", ""): value == 1 for labels, value in up}
+        instances = sorted({labels["instance"] for labels, _ in seen if labels.get("instance")})
+        path = "/" + metrics_path.lstrip("/")
+        replicas = tuple(
+            Replica(address=instance, target="prometheus", metrics_url=f"http://{instance}{path}")
+            for instance in instances
+        )
+        return replicas, {instance: up_by_instance.get(instance, False) for instance in instances}
+
     async def sample(
         self, replicas: Sequence[Replica], model_name: str | None, window_s: float
     ) -> SourceSample:

@@ -17,6 +17,7 @@ import psutil
 from core.client.channel import ClientSettings, TlsSettings
 from core.client.monitor import process_rss_bytes
 from core.client.serving import ServingClient, ServingError
+from core.fleet.prometheus import PrometheusError, PrometheusSource
 from core.fleet.replicas import FleetTargets, Replica, ReplicaSet
 from core.fleet.snapshot import FleetSnapshot, ReplicaRow, ServerFigures
 from core.fleet.source import MetricsSource
@@ -60,8 +61,15 @@ class FleetSampler:
         """The replicas as last resolved."""
         return self._replica_set.replicas
 
+    @property
+    def discovers(self) -> bool:
+        """Whether replicas come from Prometheus (no targets given): nothing reaches the pods."""
+        return not self._replica_set.config.targets and isinstance(self.source, PrometheusSource)
+
     async def sample(self) -> FleetSnapshot:
         """Poll every replica and the metrics source once; the figures cover the last window."""
+        if self.discovers:
+            return await self._sample_discovered()
         now = self._clock()
         if self._resolved_at is None or now - self._resolved_at >= self._resolve_interval_s:
             await self._replica_set.refresh()
@@ -98,6 +106,38 @@ class FleetSampler:
             fleet=_with_fleet_max(metrics.fleet, rows),
             replicas=tuple(rows),
             problems=tuple(problems),
+        )
+
+    async def _sample_discovered(self) -> FleetSnapshot:
+        """Replicas, up/down and figures all from Prometheus; versions are unknown this way."""
+        assert isinstance(self.source, PrometheusSource)
+        problems: list[str] = []
+        try:
+            replicas, up = await self.source.discover(self._replica_set.config.metrics_path)
+        except PrometheusError as error:
+            replicas, up = (), {}
+            problems.append(str(error))
+        self._replica_set.replicas = replicas
+        metrics = await self.source.sample(replicas, self.model_name, self.window_s)
+        await self._find_local_processes(replicas, self._clock())
+        rows = tuple(
+            ReplicaRow(
+                address=replica.address,
+                target=replica.target,
+                up=up[replica.address],
+                figures=metrics.replicas.get(replica.address, ServerFigures()),
+                error=None if up[replica.address] else "Prometheus: up == 0",
+                rss_bytes=self._rss(replica) if up[replica.address] and replica.is_local else None,
+            )
+            for replica in replicas
+        )
+        return FleetSnapshot(
+            taken_at=time.time(),
+            source=self.source.description,
+            model_name=self.model_name,
+            fleet=_with_fleet_max(metrics.fleet, rows),
+            replicas=rows,
+            problems=(*problems, *metrics.problems),
         )
 
     async def _poll_status(self, replica: Replica) -> tuple[bool, dict[int, str], str | None]:

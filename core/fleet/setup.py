@@ -25,7 +25,8 @@ def fleet_sampler(
     env: Mapping[str, str] | None = None,
 ) -> FleetSampler:
     """A FleetSampler for the config; given targets (and their metrics URLs and max batch sizes,
-    in their order) replace the configured ones, as `--target` does.
+    in their order) replace the configured ones, as `--target` does. With no target at all and a
+    Prometheus URL, the replicas are the instances Prometheus scrapes TF Serving metrics from.
 
     The embedded server's caller passes `targets=(server.grpc_target,)` and
     `metrics_urls=(server.rest_url + metrics_path,)`. TLS and the bearer token come from the
@@ -36,11 +37,12 @@ def fleet_sampler(
         targets = config.resolved_targets()
         metrics_urls = metrics_urls or tfs.metrics_urls
         max_batch_sizes = max_batch_sizes or tfs.max_batch_sizes
-    if not targets:
+    chosen_prometheus = prometheus_url or tfs.prometheus_url
+    if not targets and not chosen_prometheus:
         raise ValueError(
             "nothing to sample: the config uses the embedded server and no target was given; "
-            "expected targets (HOST:PORT, repeated for replicas) or "
-            "model_serving.tensorflow_serving.targets"
+            "expected targets (HOST:PORT, repeated for replicas), "
+            "model_serving.tensorflow_serving.targets, or a Prometheus URL to find them"
         )
     fleet_targets = FleetTargets(
         targets=tuple(targets),
@@ -49,9 +51,10 @@ def fleet_sampler(
         rest_port=tfs.rest_port,
         metrics_path=tfs.metrics_path,
     )
-    # TLS and the token as the console's own channel has them (its targets do not matter here).
-    settings = ClientSettings.from_config(config, targets=(targets[0],), env=env)
-    chosen_prometheus = prometheus_url or tfs.prometheus_url
+    tls, bearer_token = None, None
+    if targets:  # gRPC to each replica: TLS and the token as the console's own channel has them
+        settings = ClientSettings.from_config(config, targets=(targets[0],), env=env)
+        tls, bearer_token = settings.tls, settings.bearer_token
     source: MetricsSource = (
         PrometheusSource(chosen_prometheus) if chosen_prometheus else ScrapeSource()
     )
@@ -60,6 +63,6 @@ def fleet_sampler(
         source,
         model_name=model_name,
         window_s=window_s,
-        tls=settings.tls,
-        bearer_token=settings.bearer_token,
+        tls=tls,
+        bearer_token=bearer_token,
     )

@@ -175,13 +175,20 @@ async def test_prometheus_agrees_with_the_direct_scrape(
         promql = FleetSampler(
             fleet.fleet_targets(), PrometheusSource(prometheus.url), model_name=MODEL, window_s=10
         )
+        # No targets: the replicas are the instances Prometheus scrapes.
+        discovering = FleetSampler(
+            FleetTargets(()), PrometheusSource(prometheus.url), model_name=MODEL, window_s=10
+        )
         try:
             await direct.sample()
             await asyncio.sleep(10)  # both cover the same 10 s
-            by_direct, by_prometheus = await asyncio.gather(direct.sample(), promql.sample())
+            by_direct, by_prometheus, discovered = await asyncio.gather(
+                direct.sample(), promql.sample(), discovering.sample()
+            )
         finally:
             await direct.close()
             await promql.close()
+            await discovering.close()
     finally:
         prometheus.stop()
     assert by_prometheus.problems == (), by_prometheus.problems
@@ -189,6 +196,10 @@ async def test_prometheus_agrees_with_the_direct_scrape(
     assert by_prometheus.fleet.qps == pytest.approx(by_direct.fleet.qps, rel=0.10)
     for direct_row, prometheus_row in zip(by_direct.replicas, by_prometheus.replicas, strict=True):
         assert prometheus_row.figures.qps == pytest.approx(direct_row.figures.qps, rel=0.10)
+    instances = sorted(url.split("/")[2] for url in fleet.metrics_urls)
+    assert [row.address for row in discovered.replicas] == instances
+    assert all(row.up for row in discovered.replicas)
+    assert discovered.fleet.qps == pytest.approx(by_prometheus.fleet.qps, rel=0.05)
     # Both interpolate the same buckets the same way; the windows differ slightly.
     assert by_prometheus.fleet.latency.p50_ms == pytest.approx(
         by_direct.fleet.latency.p50_ms, rel=0.5

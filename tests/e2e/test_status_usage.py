@@ -47,3 +47,14 @@ def test_a_down_replica_exits_1_with_json(capsys: pytest.CaptureFixture[str]) ->
     assert report["replicas"][0]["up"] is False
     assert "UNAVAILABLE" in report["replicas"][0]["error"]
     assert report["fleet"]["qps"] is None  # nothing measured: unknown, not 0
+
+
+def test_prometheus_alone_finds_the_replicas_and_says_when_it_cannot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert main(["--prometheus", "http://127.0.0.1:1", "--json"]) == 1  # nothing found: not all up
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["replicas"] == []
+    assert report["problems"] and "127.0.0.1:1" in report["problems"][0]
