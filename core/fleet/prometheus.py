@@ -206,6 +206,13 @@ class PrometheusSource:
             for replica in replicas
         }
         fleet_exported = set().union(*exported.values()) if exported else set()
+        if names.REQUEST_COUNT in fleet_exported and not results.get("fleet_qps"):
+            # rate() needs two samples inside the window: a window under two scrape intervals
+            # gives nothing, which must not read as "no traffic".
+            problems.append(
+                f"Prometheus has request_count but no rate over {window_s:g} s: the window must "
+                "span at least two of its scrape intervals"
+            )
         return SourceSample(
             fleet=_figures_from(results, "fleet_", None, window_s, fleet_exported),
             replicas=per_replica,

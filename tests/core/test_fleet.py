@@ -310,3 +310,28 @@ async def test_fleet_sampler_from_config_and_from_given_targets() -> None:
         "http://127.0.0.1:8501/monitoring/prometheus/metrics"
     ]
     await given.close()
+
+
+async def test_a_window_too_short_for_prometheus_is_said_not_shown_as_idle() -> None:
+    replica = Replica("10.0.0.1:8500", "a", "http://10.0.0.1:8501/metrics")
+    exported = queries(None, 1, ["10.0.0.1:8501"])["exported"]
+
+    async def query(request: web.Request) -> web.Response:
+        result = []
+        if request.query["query"] == exported:
+            metric = {"instance": "10.0.0.1:8501", "__name__": COUNT}
+            result = [{"metric": metric, "value": [0, "1"]}]
+        return web.json_response(
+            {"status": "success", "data": {"resultType": "vector", "result": result}}
+        )
+
+    app = web.Application()
+    app.router.add_get("/api/v1/query", query)
+    runner, base = await serve(app)
+    source = PrometheusSource(base)
+    try:
+        sample = await source.sample([replica], None, window_s=1)
+    finally:
+        await source.close()
+        await runner.cleanup()
+    assert any("two of its scrape intervals" in problem for problem in sample.problems)
