@@ -17,6 +17,7 @@ subcommands:
   serve               run the embedded TF-Serving-compatible model server
                       (tensorflow_model_server's flags: --port, --rest_api_port, --model_name, ...)
   bench               run a load test headless and write a report
+  status              server-side QPS, latency, errors, batch fill and versions of every replica
   export-demo-model   write the bundled demo chat model as a SavedModel (versions 1 and 2)
   allow FILE          approve a config file (as it is now) to name a bearer-token variable
 
@@ -29,6 +30,7 @@ SUBCOMMANDS: dict[str, str] = {
     "chat": "tui.main:chat_main",
     "serve": "server.main:main",
     "bench": "cli.bench:main",
+    "status": "cli.status:main",
     "export-demo-model": "server.demo_model:main",
     "allow": "cli.allow:main",
 }

@@ -7,9 +7,11 @@ as ``:tensorflow:serving:batching_session:processed_batch_size``) as well as the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from core.client.exposition import Family, Unreadable, read_families
 
 if TYPE_CHECKING:
     import aiohttp
@@ -22,6 +24,8 @@ DEFAULT_METRICS_PATH = "/monitoring/prometheus/metrics"
 
 # One label set, hashable: sorted (name, value) pairs.
 LabelSet = tuple[tuple[str, str], ...]
+# A histogram's cumulative buckets: (upper bound, count) pairs sorted by bound, +Inf last.
+Buckets = tuple[tuple[float, float], ...]
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,12 @@ class ServerMetrics:
     scraped_at: float
     histograms: Mapping[str, Mapping[LabelSet, HistogramTotals]] = field(default_factory=dict)
     counters: Mapping[str, Mapping[LabelSet, float]] = field(default_factory=dict)
+    buckets: Mapping[str, Mapping[LabelSet, Buckets]] = field(default_factory=dict)
+    """Each histogram's cumulative buckets by label set (the `le` label taken out)."""
+
+    def exports(self, name: str) -> bool:
+        """Whether the server exported this metric family in this scrape."""
+        return name in self.histograms or name in self.counters
 
     def histogram(self, name: str, model_name: str | None = None) -> HistogramTotals | None:
         """Totals of a histogram over all its label sets (only model_name's when given)."""
@@ -80,37 +90,66 @@ class ScrapeError(Exception):
     """The metrics endpoint could not be read or parsed."""
 
 
-def parse_metrics(text: str, scraped_at: float = 0.0) -> ServerMetrics:
-    """Parse Prometheus text exposition into histogram totals and counters."""
+def _families(text: str, wanted: Collection[str] | None) -> list[Family]:
+    """The text's families: the fast reader, else prometheus_client's parser (the reference)."""
+    try:
+        return list(read_families(text, wanted))
+    except Unreadable:
+        pass
     # Imported here: the console draws its first frame before anything is scraped.
     from prometheus_client.parser import text_string_to_metric_families
 
-    histograms: dict[str, dict[LabelSet, dict[str, float]]] = {}
-    counters: dict[str, dict[LabelSet, float]] = {}
     try:
-        families = list(text_string_to_metric_families(text))
+        parsed = list(text_string_to_metric_families(text))
     except ValueError as error:
         raise ScrapeError(
             f"metrics text does not parse as Prometheus exposition: {error}"
         ) from error
-    for family in families:
+    return [
+        Family(
+            family.name,
+            family.type,
+            [(sample.name, dict(sample.labels), float(sample.value)) for sample in family.samples],
+        )
+        for family in parsed
+        if wanted is None or family.name in wanted
+    ]
+
+
+def parse_metrics(
+    text: str, scraped_at: float = 0.0, *, families: Collection[str] | None = None
+) -> ServerMetrics:
+    """Parse Prometheus text exposition into histogram totals, buckets and counters.
+
+    families, when given, names the only metric families kept (the others are skipped unread).
+    """
+    histograms: dict[str, dict[LabelSet, dict[str, float]]] = {}
+    counters: dict[str, dict[LabelSet, float]] = {}
+    buckets: dict[str, dict[LabelSet, list[tuple[float, float]]]] = {}
+    for family in _families(text, families):
         if family.type in ("histogram", "summary", "gaugehistogram"):
             series = histograms.setdefault(family.name, {})
-            for sample in family.samples:
-                suffix = sample.name[len(family.name) :]
+            for sample_name, sample_labels, value in family.samples:
+                suffix = sample_name[len(family.name) :]
+                if suffix == "_bucket" and "le" in sample_labels:
+                    labels = tuple(sorted((k, v) for k, v in sample_labels.items() if k != "le"))
+                    buckets.setdefault(family.name, {}).setdefault(labels, []).append(
+                        (float(sample_labels["le"]), value)
+                    )
+                    continue
                 if suffix not in ("_count", "_sum"):
                     continue
-                labels = tuple(sorted(sample.labels.items()))
-                series.setdefault(labels, {})[suffix] = float(sample.value)
+                labels = tuple(sorted(sample_labels.items()))
+                series.setdefault(labels, {})[suffix] = value
         elif family.type in ("counter", "gauge", "untyped", "unknown"):
             if family.name.endswith("_created"):
                 continue  # prometheus_client's creation timestamps, not counts
             values = counters.setdefault(family.name, {})
-            for sample in family.samples:
-                if sample.name.endswith("_created"):
+            for sample_name, sample_labels, value in family.samples:
+                if sample_name.endswith("_created"):
                     continue
-                labels = tuple(sorted(sample.labels.items()))
-                values[labels] = values.get(labels, 0.0) + float(sample.value)
+                labels = tuple(sorted(sample_labels.items()))
+                values[labels] = values.get(labels, 0.0) + value
     return ServerMetrics(
         scraped_at=scraped_at,
         histograms={
@@ -121,6 +160,10 @@ def parse_metrics(text: str, scraped_at: float = 0.0) -> ServerMetrics:
             for name, series in histograms.items()
         },
         counters=counters,
+        buckets={
+            name: {labels: tuple(sorted(pairs)) for labels, pairs in series.items()}
+            for name, series in buckets.items()
+        },
     )
 
 

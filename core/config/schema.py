@@ -114,6 +114,19 @@ class TensorflowServingConfig(_Section):
     """Name of the environment variable that holds a bearer token (never the token itself)."""
     metrics_path: str = "/monitoring/prometheus/metrics"
     """Path of the Prometheus metrics on the REST port (TF Serving's monitoring config)."""
+    metrics_urls: Annotated[list[str], Expect("a list of 'http://host:port/path' URLs")] = Field(
+        default_factory=list
+    )
+    """Each target's Prometheus metrics URL, in the order of targets; empty = each replica's
+    host, rest_port and metrics_path."""
+    max_batch_sizes: Annotated[list[int], Expect("a list of integers >= 1")] = Field(
+        default_factory=list
+    )
+    """Each target's server-side max_batch_size, in the order of targets, for batch fill;
+    empty = inferred from the server's processed_batch_size histogram (shown as inferred)."""
+    prometheus_url: str | None = None
+    """An existing Prometheus server (`http://host:9090`) that scrapes the replicas; fleet figures
+    then come from PromQL over its HTTP API; null = scrape each replica directly."""
     batch: BatchConfig = Field(default_factory=BatchConfig)
     """Client-side micro-batching."""
 
@@ -149,6 +162,41 @@ class TensorflowServingConfig(_Section):
         if not path.startswith("/"):
             raise FieldProblem((), f"expected a URL path starting with '/', got {path!r}")
         return path
+
+    @field_validator("metrics_urls")
+    @classmethod
+    def _metrics_urls_are_http(cls, urls: list[str]) -> list[str]:
+        for index, url in enumerate(urls):
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise FieldProblem((index,), f"expected 'http://host:port/path', got {url!r}")
+        return urls
+
+    @field_validator("max_batch_sizes")
+    @classmethod
+    def _positive_batch_sizes(cls, sizes: list[int]) -> list[int]:
+        for index, size in enumerate(sizes):
+            if size < 1:
+                raise FieldProblem((index,), f"expected an integer >= 1, got {size}")
+        return sizes
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _prometheus_is_http(cls, url: str | None) -> str | None:
+        if url is not None and not re.match(r"^https?://[^/\s]+", url):
+            raise FieldProblem((), f"expected 'http://host:port', got {url!r}")
+        return url
+
+    @model_validator(mode="after")
+    def _one_per_target(self) -> TensorflowServingConfig:
+        for key in ("metrics_urls", "max_batch_sizes"):
+            values = getattr(self, key)
+            if values and len(values) != len(self.targets):
+                raise FieldProblem(
+                    (key,),
+                    f"expected one entry per target ({len(self.targets)}, in the order of "
+                    f"targets), got {len(values)}",
+                )
+        return self
 
     @model_validator(mode="after")
     def _embedded_has_no_targets(self) -> TensorflowServingConfig:
