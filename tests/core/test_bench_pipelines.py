@@ -101,33 +101,37 @@ def test_hgrm_is_hdrhistograms_percentile_format() -> None:
     assert "#[Mean" in text and "#[Max" in text
 
 
+LATENCY = ":tensorflow:serving:request_latency"
+GRPC_PREDICT = 'model_name="m",API="predict",entrypoint="GRPC"'
+
+
+def latency_lines(under_1ms: int, under_2ms: int, total_us: int) -> str:
+    """A request_latency histogram of model m with buckets at 1 ms, 2 ms and +Inf."""
+    return (
+        f"# TYPE {LATENCY} histogram\n"
+        f'{LATENCY}_bucket{{{GRPC_PREDICT},le="1000"}} {under_1ms}\n'
+        f'{LATENCY}_bucket{{{GRPC_PREDICT},le="2000"}} {under_2ms}\n'
+        f'{LATENCY}_bucket{{{GRPC_PREDICT},le="+Inf"}} {under_2ms}\n'
+        f"{LATENCY}_sum{{{GRPC_PREDICT}}} {total_us}\n"
+        f"{LATENCY}_count{{{GRPC_PREDICT}}} {under_2ms}\n"
+    )
+
+
 METRICS_BEFORE = """\
 # TYPE :tensorflow:serving:request_count counter
 :tensorflow:serving:request_count{model_name="m",status="OK"} 10
 :tensorflow:serving:request_count{model_name="other",status="OK"} 99
-# TYPE :tensorflow:serving:request_latency histogram
-:tensorflow:serving:request_latency_bucket{model_name="m",API="predict",entrypoint="GRPC",le="1000"} 10
-:tensorflow:serving:request_latency_bucket{model_name="m",API="predict",entrypoint="GRPC",le="2000"} 10
-:tensorflow:serving:request_latency_bucket{model_name="m",API="predict",entrypoint="GRPC",le="+Inf"} 10
-:tensorflow:serving:request_latency_sum{model_name="m",API="predict",entrypoint="GRPC"} 5000
-:tensorflow:serving:request_latency_count{model_name="m",API="predict",entrypoint="GRPC"} 10
-"""
+""" + latency_lines(10, 10, 5000)
 METRICS_AFTER = """\
 # TYPE :tensorflow:serving:request_count counter
 :tensorflow:serving:request_count{model_name="m",status="OK"} 110
 :tensorflow:serving:request_count{model_name="m",status="INVALID_ARGUMENT"} 4
-# TYPE :tensorflow:serving:request_latency histogram
-:tensorflow:serving:request_latency_bucket{model_name="m",API="predict",entrypoint="GRPC",le="1000"} 60
-:tensorflow:serving:request_latency_bucket{model_name="m",API="predict",entrypoint="GRPC",le="2000"} 110
-:tensorflow:serving:request_latency_bucket{model_name="m",API="predict",entrypoint="GRPC",le="+Inf"} 110
-:tensorflow:serving:request_latency_sum{model_name="m",API="predict",entrypoint="GRPC"} 130000
-:tensorflow:serving:request_latency_count{model_name="m",API="predict",entrypoint="GRPC"} 110
 # TYPE :tensorflow:serving:batching_session:processed_batch_size histogram
 :tensorflow:serving:batching_session:processed_batch_size_bucket{le="4"} 5
 :tensorflow:serving:batching_session:processed_batch_size_bucket{le="+Inf"} 5
 :tensorflow:serving:batching_session:processed_batch_size_sum 15
 :tensorflow:serving:batching_session:processed_batch_size_count 5
-"""
+""" + latency_lines(60, 110, 130000)
 
 
 def test_server_side_figures_are_the_difference_between_two_scrapes() -> None:

@@ -193,7 +193,7 @@ async def test_failures_give_one_clear_line_and_the_documented_exit_code(
             args[args.index(flag) + 1] = value
         else:
             args += [flag, value]
-    exit_code, stdout, stderr = await bench(*args)
+    exit_code, _, stderr = await bench(*args)
     assert exit_code == code, stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], stderr
