@@ -155,12 +155,20 @@ async def run_bench(
     return BenchOutcome(report, result.aborted, result.seconds)
 
 
+# The opening scrape is sent this long before the measured window, so the server answers it
+# before the window's first requests arrive.
+SCRAPE_LEAD_S = 0.03
+
+
 async def _scrape_at_window_start(run: BurstRun, url: str, model_name: str) -> object:
+    import aiohttp  # noqa: F401  (imported before the window opens, not during it)
+    import prometheus_client.parser  # noqa: F401
+
     from core.report.server_side import fetch_scrape
 
     while run.measure_at is None:
         await asyncio.sleep(0.01)
-    await asyncio.sleep(max(run.measure_at - time.monotonic(), 0.0))
+    await asyncio.sleep(max(run.measure_at - SCRAPE_LEAD_S - time.monotonic(), 0.0))
     return await fetch_scrape(url, model_name)
 
 
