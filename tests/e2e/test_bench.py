@@ -191,3 +191,6 @@ async def test_without_a_target_bench_starts_the_embedded_server(tmp_path: Path)
     assert report.model == "deepchat_model" and report.ok == report.requests == 20
     assert report.versions  # the demo model says which version answered
     assert "starting the embedded server" in stderr
+    # The default warm-up ran first, and the embedded server's own metrics are in the report.
+    assert report.warmup is not None and report.warmup.requests > 0
+    assert report.server is not None and report.server["requests"] > 0
