@@ -219,6 +219,11 @@ def check_options(args: argparse.Namespace) -> None:
                 f"--target {target}: a URL is a REST endpoint; add --protocol rest, or give "
                 "the gRPC HOST:PORT"
             )
+    if args.protocol == "rest" and args.batch_size and args.batch_size > 1:
+        raise UsageError(
+            "--batch-size is gRPC client-side batching; over REST, put several instances "
+            "in --data instead"
+        )
     if args.protocol == "rest" and len(args.target) > 1:
         raise UsageError("--protocol rest takes one --target URL (a load balancer's, for several)")
     if args.start_at is not None and args.start_at <= time.time():
