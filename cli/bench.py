@@ -11,59 +11,41 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 from urllib.parse import urlsplit
 
-from core.bench.search import (
-    find_max_rate,
-    find_max_report,
-    meets,
-    save_sweep,
-    sweep_document,
-    sweep_specs,
+from cli.bench_run import (
+    EXIT_FAILED,
+    EXIT_HELP,
+    EXIT_USAGE,
+    RunOptions,
+    UsageError,
+    find_max,
+    finish,
+    run_once,
+    sweep,
 )
 from core.bench.session import (
     PROTOCOLS,
-    BenchOutcome,
     connection_settings,
     load_settings,
     parse_headers,
     prepare_target,
-    run_bench,
 )
+from core.bench.watch import PUSH_EVERY_S, RunWatch
 from core.client.serving import ClientSettings, ModelSpec, ServingError
 from core.identity import DEMO_MODEL_NAME
-from core.load.burst import BurstError, BurstProgress, BurstRun, BurstTarget
+from core.load.burst import BurstError
 from core.load.inputs import read_prompts
 from core.load.spec import SCHEDULE_HELP, LoadSpec, parse_duration
-from core.report.model import (
-    BenchReport,
-    load_report,
-    save_report,
-)
-from core.report.slo import SLO_HELP, SloTerm, clearly_breached, evaluate_slo, parse_slo
-from core.report.text import compare_reports, latency_chart_lines, render_markdown, render_table
+from core.report.slo import SLO_HELP, SloTerm, parse_slo
 
-EXIT_OK, EXIT_BREACHED, EXIT_USAGE, EXIT_FAILED, EXIT_ABORTED = 0, 1, 2, 3, 130
-EXIT_HELP = (
-    "exit codes: 0 ok, 1 an SLO breached, 2 usage error, "
-    "3 the run failed (unreachable, model not found, no request succeeded), 130 aborted"
-)
-# How often --push sends live figures while a run goes on.
-PUSH_EVERY_S = 5.0
 DEFAULT_WARMUP_S = 1.0
-
-
-class UsageError(ValueError):
-    """A command line that cannot run; the message says which flag and what is expected."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,10 +239,10 @@ def check_options(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `deepchat-tfs bench`; returns the exit code."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments[:1] == ["compare"]:
-        return compare_main(arguments[1:])
-    if arguments[:1] == ["merge"]:
-        return merge_main(arguments[1:])
+    if arguments[:1] in (["compare"], ["merge"]):
+        from cli.bench_files import compare_main, merge_main
+
+        return (compare_main if arguments[0] == "compare" else merge_main)(arguments[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(arguments)
@@ -381,12 +363,12 @@ async def _bench(
             target = await prepare_target(
                 settings, model, data=args.data, prompts=prompts, rest_url=where.rest_url
             )
-            options = RunOptions(args, slo, where.metrics_url)
+            options = RunOptions(_watch(args, slo), where.metrics_url, args.start_at)
             if args.find_max:
                 assert slo is not None
-                return await _find_max(spec, target, slo, args, options)
+                return await find_max(spec, target, slo, args, options)
             if args.sweep:
-                return await _sweep(spec, target, slo, args, options)
+                return await sweep(spec, target, slo, args, options)
             outcome = await run_once(spec, target, _label(args, spec), options)
             return await finish(outcome, args, slo, options)
     except UsageError as error:
@@ -411,6 +393,16 @@ async def _bench(
         return EXIT_FAILED
 
 
+def _watch(args: argparse.Namespace, slo: list[SloTerm] | None) -> RunWatch:
+    """--abort-on-breach's SLO watch and --push's gateway."""
+    pusher = None
+    if args.push:
+        from core.report.push import Pusher
+
+        pusher = Pusher(args.push, instance=args.push_instance)
+    return RunWatch(slo=slo, abort_on_breach=bool(args.abort_on_breach), pusher=pusher)
+
+
 def _one_line(error: Exception) -> str:
     return "; ".join(line for line in str(error).splitlines() if line.strip())
 
@@ -420,326 +412,3 @@ def _label(args: argparse.Namespace, spec: LoadSpec) -> str | None:
     if args.label:
         return str(args.label)
     return f"rest {spec.describe()}" if args.protocol == "rest" else None
-
-
-class ProgressPrinter:
-    """A live progress line on a terminal; a plain line every few seconds otherwise."""
-
-    PLAIN_EVERY_S = 5.0
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self.live = self.stream.isatty()
-        self._next_plain = 0.0
-        self._warmup_said = False
-
-    def __call__(self, progress: BurstProgress) -> None:
-        """Show one progress update."""
-        if self.live:
-            self.stream.write("\r\x1b[K" + progress.line())
-            self.stream.flush()
-        elif progress.state == "warmup":
-            if not self._warmup_said:
-                self.stream.write("warming up ...\n")
-                self._warmup_said = True
-        elif progress.elapsed_s >= self._next_plain or progress.state in ("done", "aborted"):
-            self.stream.write(progress.line() + "\n")
-            self._next_plain = progress.elapsed_s + self.PLAIN_EVERY_S
-
-    def close(self) -> None:
-        """End the live line."""
-        if self.live:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-class RunOptions:
-    """What every run of one command line shares: SLO watch, Pushgateway, metrics, start time."""
-
-    def __init__(
-        self, args: argparse.Namespace, slo: list[SloTerm] | None, metrics_url: str | None
-    ) -> None:
-        self.slo = slo
-        self.abort_on_breach = bool(args.abort_on_breach)
-        self.start_at: float | None = args.start_at
-        self.metrics_url = metrics_url
-        self.pusher = None
-        if args.push:
-            from core.report.push import Pusher
-
-            self.pusher = Pusher(args.push, instance=args.push_instance)
-        self._pushes: list[Future[None]] = []
-        self._next_push = 0.0
-        self.push_failure: str | None = None
-
-    def watch(self, run: BurstRun) -> Callable[[BurstProgress], None]:
-        """A progress callback: --abort-on-breach's check and --push's live figures."""
-
-        def on_progress(progress: BurstProgress) -> None:
-            if self.abort_on_breach and self.slo and progress.state == "running":
-                totals = run.totals
-                lost = clearly_breached(
-                    self.slo,
-                    finished=totals.finished,
-                    errors=sum(totals.errors.values()),
-                    late_sends=totals.late_sends,
-                    corrected=totals.corrected,
-                    planned_requests=run.planned_requests,
-                )
-                if lost is not None:
-                    run.abort(reason=f"--abort-on-breach: {lost.text} can no longer be met")
-            if self.pusher is not None and progress.state in ("running", "draining"):
-                now = time.monotonic()
-                if now >= self._next_push:
-                    self._next_push = now + PUSH_EVERY_S
-                    self._submit(self.pusher.push_progress, progress)
-
-        return on_progress
-
-    def _submit(self, push: Callable[..., None], *payload: object) -> None:
-        loop = asyncio.get_running_loop()
-        self._pushes.append(loop.run_in_executor(None, self._guarded, push, *payload))  # type: ignore[arg-type]
-
-    def _guarded(self, push: Callable[..., None], *payload: object) -> None:
-        try:
-            push(*payload)
-        except Exception as error:  # an unreachable gateway must not stop the run
-            self.push_failure = f"--push {getattr(self.pusher, 'url', '')}: {error}"
-
-    async def final_push(self, report: BenchReport) -> None:
-        """Push the finished run and wait for every push sent."""
-        if self.pusher is None:
-            return
-        pending = [asyncio.wrap_future(future) for future in self._pushes]
-        await asyncio.gather(*pending, return_exceptions=True)
-        self._pushes.clear()
-        await asyncio.to_thread(self._guarded, self.pusher.push_report, report)
-        if self.push_failure:
-            print(f"deepchat-tfs bench: {self.push_failure}", file=sys.stderr)
-
-
-async def run_once(
-    spec: LoadSpec, target: BurstTarget, label: str | None, options: RunOptions | None = None
-) -> BenchOutcome:
-    """One run with a progress display and Ctrl-C as a clean stop."""
-    printer = ProgressPrinter()
-    watchers: list[Callable[[BurstProgress], None]] = [printer]
-
-    def on_progress(progress: BurstProgress) -> None:
-        for watcher in watchers:
-            watcher(progress)
-
-    run = BurstRun(
-        spec, target, on_progress=on_progress, start_at_epoch=options.start_at if options else None
-    )
-    if options is not None:
-        watchers.append(options.watch(run))
-    loop = asyncio.get_running_loop()
-    main_task = asyncio.current_task()
-
-    interrupts = 0
-
-    def on_interrupt() -> None:
-        # First Ctrl-C: stop issuing and keep the partial report; a second one: stop at once.
-        nonlocal interrupts
-        interrupts += 1
-        if interrupts == 1:
-            print("\naborting: finishing requests in flight (Ctrl-C again to stop at once)",
-                  file=sys.stderr)  # fmt: skip
-            run.abort()
-        elif main_task is not None:
-            main_task.cancel()
-
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGINT, on_interrupt)
-    try:
-        return await run_bench(run, label, metrics_url=options.metrics_url if options else None)
-    finally:
-        printer.close()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(signal.SIGINT)
-
-
-async def finish(
-    outcome: BenchOutcome,
-    args: argparse.Namespace,
-    slo: list[SloTerm] | None,
-    options: RunOptions | None = None,
-) -> int:
-    """Print the summary, write the report and its side files, push it, return the exit code."""
-    report = outcome.report
-    if slo is not None:
-        report = report.with_slo(evaluate_slo(slo, report.model_dump()))
-    if options is not None:
-        await options.final_push(report)
-    markdown = render_markdown(report)
-    print(markdown)
-    print("\n".join(latency_chart_lines(report)))
-    path = save_report(report, args.out)
-    print(f"report: {path}")
-    if args.markdown:
-        args.markdown.write_text(markdown, encoding="utf-8")
-    if args.timeseries is not None:
-        from core.report.export import write_timeseries
-
-        print(f"time series: {write_timeseries(outcome.seconds, args.timeseries)}")
-    if args.hgrm is not None:
-        from core.report.export import write_hgrm
-
-        print(f"latency distribution: {write_hgrm(report, args.hgrm)}")
-    return exit_code(report, outcome.aborted)
-
-
-def exit_code(report: BenchReport, aborted: bool) -> int:
-    """The documented exit code of a finished run (its report already carries the SLO)."""
-    if report.abort_reason is not None and report.abort_reason.startswith("--abort-on-breach"):
-        print(f"deepchat-tfs bench: {report.abort_reason}; run stopped", file=sys.stderr)
-        return EXIT_BREACHED
-    if aborted:
-        return EXIT_ABORTED
-    if report.requests > 0 and report.ok == 0:
-        print("deepchat-tfs bench: every request failed", file=sys.stderr)
-        return EXIT_FAILED
-    if report.requests == 0:
-        print("deepchat-tfs bench: no request finished", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_BREACHED if report.slo_passed is False else EXIT_OK
-
-
-async def _find_max(
-    spec: LoadSpec,
-    target: BurstTarget,
-    slo: list[SloTerm],
-    args: argparse.Namespace,
-    options: RunOptions,
-) -> int:
-    """--find-max: probe rates, print one table of the probes and the highest passing rate."""
-    if spec.mode == "closed":
-        raise UsageError(
-            "--find-max searches a rate: give --rate R as the first probe, not --concurrency"
-        )
-    aborted = False
-
-    async def probe(rate: float) -> BenchReport:
-        nonlocal aborted
-        print(f"probe: {rate:,.0f} req/s", file=sys.stderr)
-        outcome = await run_once(replace(spec, rate=rate).check(), target, None, options)
-        aborted = outcome.aborted
-        return outcome.report
-
-    result = await find_max_rate(probe, slo, start_rps=spec.rate or 100.0)
-    stages = [
-        f"{p.rate:,.0f} rps {'meets SLO' if p.passed else 'breaches SLO'}" for p in result.probes
-    ]
-    print(render_table([p.report for p in result.probes], stages), end="")
-    terms = args.slo
-    best = find_max_report(result, terms, slo)
-    if best is None:
-        lowest = min(probe.rate for probe in result.probes)
-        print(f"no probed rate met {terms} (lowest probed: {lowest:,.0f} req/s)")
-        return EXIT_ABORTED if aborted else EXIT_BREACHED
-    print(f"highest rate meeting {terms}: {result.best_rps:,.0f} req/s")
-    print(f"report: {save_report(best, args.out)}")
-    await options.final_push(best)
-    return EXIT_ABORTED if aborted else EXIT_OK
-
-
-async def _sweep(
-    spec: LoadSpec,
-    target: BurstTarget,
-    slo: list[SloTerm] | None,
-    args: argparse.Namespace,
-    options: RunOptions,
-) -> int:
-    """--sweep: one run per setting, one table; exit 1 if a setting breaches --slo."""
-    try:
-        parameter, settings = sweep_specs(spec, args.sweep)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    reports: list[BenchReport] = []
-    for label, swept in settings:
-        print(f"sweep: {label}", file=sys.stderr)
-        outcome = await run_once(swept, target, label, options)
-        report = outcome.report
-        if slo is not None:
-            report = report.with_slo(evaluate_slo(slo, report.model_dump()))
-        reports.append(report)
-        if outcome.aborted:
-            break
-    print(render_table(reports), end="")
-    document = sweep_document(parameter, [label for label, _ in settings], reports)
-    print(f"report: {save_sweep(document, args.out)}")
-    if len(reports) < len(settings):
-        return EXIT_ABORTED
-    if all(report.ok == 0 for report in reports):
-        print("deepchat-tfs bench: every request failed", file=sys.stderr)
-        return EXIT_FAILED
-    if slo is not None and not all(meets(report, slo) for report in reports):
-        return EXIT_BREACHED
-    return EXIT_OK
-
-
-def compare_main(argv: Sequence[str]) -> int:
-    """`deepchat-tfs bench compare A.json B.json ...`: the reports side by side with changes."""
-    parser = argparse.ArgumentParser(
-        prog="deepchat-tfs bench compare",
-        description="Compare bench reports side by side; "
-        "later columns show the change from the first.",
-    )
-    parser.add_argument("reports", nargs="+", type=Path, help="report JSON files")
-    try:
-        args = parser.parse_args(list(argv))
-    except SystemExit as exit_request:
-        return int(exit_request.code or 0)
-    if len(args.reports) < 2:
-        print("deepchat-tfs bench compare: expected at least 2 report files", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        reports = [load_report(path) for path in args.reports]
-    except ValueError as error:
-        print(f"deepchat-tfs bench compare: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    names = _column_names(args.reports, reports)
-    print(compare_reports(reports, names), end="")
-    print()
-    print(render_table(reports, names), end="")
-    return EXIT_OK
-
-
-def _column_names(paths: Sequence[Path], reports: Sequence[BenchReport]) -> list[str]:
-    """Report labels, or file names when labels repeat."""
-    labels = [report.label or path.stem for path, report in zip(paths, reports, strict=True)]
-    return labels if len(set(labels)) == len(labels) else [path.stem for path in paths]
-
-
-def merge_main(argv: Sequence[str]) -> int:
-    """`deepchat-tfs bench merge A.json B.json ... --out fleet.json`: one report from several."""
-    from core.report.merge import merge_reports
-
-    parser = argparse.ArgumentParser(
-        prog="deepchat-tfs bench merge",
-        description="Merge the reports of runs made together (e.g. N hosts started with "
-        "--start-at): requests add up, percentiles come from the merged HDR histograms, "
-        "rates are over the union of the measured windows.",
-    )
-    parser.add_argument("reports", nargs="+", type=Path, help="report JSON files")
-    parser.add_argument("--out", type=Path, help="write the merged report here")
-    parser.add_argument("--label", help="the merged report's name (default: 'merged N runs')")
-    parser.add_argument("--hgrm", type=Path, help="also write the merged latency distribution")
-    try:
-        args = parser.parse_args(list(argv))
-    except SystemExit as exit_request:
-        return int(exit_request.code or 0)
-    try:
-        reports = [load_report(path) for path in args.reports]
-        merged = merge_reports(reports, [str(path) for path in args.reports], args.label)
-    except ValueError as error:
-        print(f"deepchat-tfs bench merge: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    print(render_markdown(merged))
-    print(f"report: {save_report(merged, args.out)}")
-    if args.hgrm is not None:
-        from core.report.export import write_hgrm
-
-        print(f"latency distribution: {write_hgrm(merged, args.hgrm)}")
-    return EXIT_OK

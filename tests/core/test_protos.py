@@ -46,6 +46,10 @@ CONSOLE_MODULES = [
     "tui.burst",
     "cli.main",
     "cli.bench",
+    "cli.bench_run",
+    "cli.bench_files",
+    "core.bench.watch",
+    "core.load.rest",
 ]
 
 
