@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from core.identity import DEMO_MODEL_NAME
+from core.identity import DEMO_MODEL_NAME, DEMO_MODEL_REVISION, DEMO_MODEL_REVISION_FILE
 
 QA_PATH = Path(__file__).resolve().parent / "demo_data" / "qa.json"
 
@@ -222,6 +222,7 @@ def export_demo_model(base_path: Path, versions: Sequence[int] = (1, 2)) -> None
             (staging / "model").rename(target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+    (base_path / DEMO_MODEL_REVISION_FILE).write_text(f"{DEMO_MODEL_REVISION}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

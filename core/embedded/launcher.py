@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,7 +24,13 @@ from pathlib import Path
 from types import TracebackType
 
 from core.embedded.protocol import parse_ready_line
-from core.identity import DEMO_MODEL_NAME, demo_model_dir, log_dir
+from core.identity import (
+    DEMO_MODEL_NAME,
+    DEMO_MODEL_REVISION,
+    DEMO_MODEL_REVISION_FILE,
+    demo_model_dir,
+    log_dir,
+)
 
 LOG_TAIL_LINES = 30
 _MAX_LOG_BYTES = 5 * 2**20
@@ -64,6 +71,15 @@ def _has_versions(base_path: Path) -> bool:
     return base_path.is_dir() and any(
         entry.name.isdigit() and entry.is_dir() for entry in base_path.iterdir()
     )
+
+
+def _current_demo_export(base_path: Path) -> bool:
+    """Whether base_path holds the demo model as this release builds it."""
+    try:
+        revision = (base_path / DEMO_MODEL_REVISION_FILE).read_text().strip()
+    except OSError:
+        return False
+    return _has_versions(base_path) and revision == str(DEMO_MODEL_REVISION)
 
 
 def tail_of(path: Path | None, lines: int = LOG_TAIL_LINES) -> str:
@@ -211,7 +227,9 @@ class EmbeddedServer:
 
     def _export_demo_model_sync(self) -> None:
         base_path = self._resolved_base_path()
-        if self.model_base_path is not None or self._uses_config_file() or _has_versions(base_path):
+        if self.model_base_path is not None or self._uses_config_file():
+            return
+        if _current_demo_export(base_path):
             return
         staging = base_path.with_name(f".{base_path.name}.export-{os.getpid()}")
         base_path.parent.mkdir(parents=True, exist_ok=True)
@@ -229,6 +247,12 @@ class EmbeddedServer:
                 "\n".join(output.splitlines()[-LOG_TAIL_LINES:]),
             )
         # Export to a staging directory, then rename: a half-written model is never served.
+        # An export of an older revision is moved aside first, then removed.
+        if base_path.exists():
+            stale = base_path.with_name(f".{base_path.name}.stale-{os.getpid()}")
+            with contextlib.suppress(OSError):
+                os.replace(base_path, stale)
+                shutil.rmtree(stale, ignore_errors=True)
         with contextlib.suppress(OSError):
             os.replace(staging, base_path)
         if not _has_versions(base_path):

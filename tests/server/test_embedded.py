@@ -15,6 +15,7 @@ import pytest
 
 from core.embedded import launcher as embedded
 from core.embedded.launcher import EmbeddedServer, EmbeddedServerError
+from core.identity import DEMO_MODEL_REVISION
 from core.wire import protos
 from tests.server.grpc_helpers import Stubs, open_channel, outputs_of, predict_request
 
@@ -97,8 +98,13 @@ async def test_first_run_exports_the_demo_model_into_the_user_data_dir(
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     base_path = embedded.default_model_base_path()
     assert str(base_path).startswith(str(tmp_path / "data"))
+    # An export by an older release (no revision mark) is replaced, not served.
+    (base_path / "1").mkdir(parents=True)
+    (base_path / "1" / "left-by-an-older-release").write_text("stale")
     async with EmbeddedServer() as server:
         assert (base_path / "1").is_dir() and (base_path / "2").is_dir()
+        assert not (base_path / "1" / "left-by-an-older-release").exists()
+        assert (base_path / "REVISION").read_text().strip() == str(DEMO_MODEL_REVISION)
         assert embedded.default_log_path().exists()
         async with open_channel(server.grpc_target) as channel:
             response = await Stubs(channel).prediction.Predict(
