@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from core.identity import DEMO_MODEL_REVISION
 from server import demo_model
 
 pytestmark = pytest.mark.slow
@@ -42,7 +43,9 @@ def ask(serve: Signature, questions: Sequence[str | bytes]) -> tuple[list[str], 
 
 
 def test_writes_numbered_versions(exported: Path) -> None:
-    assert sorted(path.name for path in exported.iterdir()) == ["1", "2"]
+    # The numbered versions, and the revision mark that tells a newer release to re-export.
+    assert sorted(path.name for path in exported.iterdir()) == ["1", "2", "REVISION"]
+    assert (exported / "REVISION").read_text().strip() == str(DEMO_MODEL_REVISION)
     for version in ("1", "2"):
         assert (exported / version / "saved_model.pb").is_file()
         assert (exported / version / "variables").is_dir()
