@@ -22,17 +22,19 @@ from core.embedded.launcher import free_loopback_port
 # One source for both servers: argv = kind, port, counter file.
 ECHO_SOURCE = textwrap.dedent(
     """
-    import asyncio, mmap, struct, sys, time
+    import asyncio, mmap, os, struct, sys, time
 
     kind, port, counter_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    parent = os.getppid()
     answered = 0
 
     async def publish():
         with open(counter_path, "r+b") as file:
             shared = mmap.mmap(file.fileno(), 16)
-            while True:
+            while os.getppid() == parent:  # exits with the benchmark that started it
                 shared[0:16] = struct.pack("qd", answered, time.monotonic())
                 await asyncio.sleep(0.02)
+        os._exit(0)
 
     async def grpc_main():
         import grpc
@@ -75,7 +77,16 @@ ECHO_SOURCE = textwrap.dedent(
             return web.Response(body=body, content_type="application/json")
 
         app = web.Application()
+        status = (
+            b'{"model_version_status": [{"version": "123", "state": "AVAILABLE",'
+            b' "status": {"error_code": "OK", "error_message": ""}}]}'
+        )
+
+        async def model_status(request):
+            return web.Response(body=status, content_type="application/json")
+
         app.router.add_post("/v1/models/{name}:predict", predict)
+        app.router.add_get("/v1/models/{name}", model_status)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
