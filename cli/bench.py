@@ -1,8 +1,9 @@
 """`deepchat-tfs bench`: a load run headless, its summary table, its JSON report and SLO exit code.
 
-Exit codes: 0 done (and every --slo term met), 1 an SLO term breached or the run could not be
-done (server unreachable, every request failed, workers failed), 2 a usage error, 130 aborted
-with Ctrl-C (the partial report is still printed and written).
+Exit codes: 0 done (and every --slo term met), 1 an SLO term breached (also when
+--abort-on-breach stopped the run), 2 a usage error, 3 the run itself failed (target
+unreachable, model not found, no request succeeded, workers failed), 130 aborted with Ctrl-C
+(the partial report is still printed and written).
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import replace
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlsplit
 
 from core.bench.search import (
     find_max_rate,
@@ -25,8 +30,16 @@ from core.bench.search import (
     sweep_document,
     sweep_specs,
 )
-from core.bench.session import load_settings, prepare_target, run_to_report
-from core.client.serving import ModelSpec, ServingError
+from core.bench.session import (
+    PROTOCOLS,
+    BenchOutcome,
+    connection_settings,
+    load_settings,
+    parse_headers,
+    prepare_target,
+    run_bench,
+)
+from core.client.serving import ClientSettings, ModelSpec, ServingError
 from core.identity import DEMO_MODEL_NAME
 from core.load.burst import BurstError, BurstProgress, BurstRun, BurstTarget
 from core.load.inputs import read_prompts
@@ -36,10 +49,17 @@ from core.report.model import (
     load_report,
     save_report,
 )
-from core.report.slo import SLO_HELP, SloTerm, evaluate_slo, parse_slo
+from core.report.slo import SLO_HELP, SloTerm, clearly_breached, evaluate_slo, parse_slo
 from core.report.text import compare_reports, latency_chart_lines, render_markdown, render_table
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 130
+EXIT_OK, EXIT_BREACHED, EXIT_USAGE, EXIT_FAILED, EXIT_ABORTED = 0, 1, 2, 3, 130
+EXIT_HELP = (
+    "exit codes: 0 ok, 1 an SLO breached, 2 usage error, "
+    "3 the run failed (unreachable, model not found, no request succeeded), 130 aborted"
+)
+# How often --push sends live figures while a run goes on.
+PUSH_EVERY_S = 5.0
+DEFAULT_WARMUP_S = 1.0
 
 
 class UsageError(ValueError):
@@ -52,12 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="deepchat-tfs bench",
         description="Run a load test against TF Serving (or the embedded server) and report it. "
         "`deepchat-tfs bench compare A.json B.json ...` compares reports side by side.",
-        epilog="exit codes: 0 ok, 1 SLO breached or run failed, 2 usage error, 130 aborted",
+        epilog=EXIT_HELP + ". `bench merge A.json B.json ... --out fleet.json` merges reports "
+        "of runs made together on several hosts.",
     )
     where = parser.add_argument_group("what to load")
-    where.add_argument("--target", action="append", metavar="HOST:PORT", default=[],
-                       help="TF Serving gRPC address (repeat for replicas); "
-                       "without it the embedded server starts with the demo model")  # fmt: skip
+    where.add_argument("--target", action="append", metavar="HOST:PORT|URL", default=[],
+                       help="TF Serving gRPC address (repeat for replicas), or with --protocol "
+                       "rest its REST URL http://HOST:PORT; without it the embedded server "
+                       "starts with the demo model")  # fmt: skip
+    where.add_argument("--protocol", default="grpc", metavar="grpc|rest",
+                       help="TF Serving API: grpc (default) or rest (predict JSON)")  # fmt: skip
     where.add_argument("--model", help=f"model name (default {DEMO_MODEL_NAME} without --target)")
     where.add_argument("--signature", default="serving_default", help="signature name")
     where.add_argument("--version", type=int, help="pin a model version")
@@ -80,14 +104,51 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--workers", type=int, default=1, help="load worker processes")
     load.add_argument("--max-inflight", type=int, help="cap on requests in flight")
     load.add_argument("--timeout", type=parse_duration, default=10.0, help="deadline per request")
+    load.add_argument("--warmup", type=_warmup_duration, default=DEFAULT_WARMUP_S,
+                      metavar="DURATION", help="load at the run's rate before the measured "
+                      "window, reported apart (default 1s; 0 turns it off)")  # fmt: skip
+    load.add_argument("--start-at", type=float, metavar="EPOCH_SECONDS",
+                      help="start the load at this wall-clock time (seconds since the epoch), "
+                      "so several hosts start together")  # fmt: skip
+    conn = parser.add_argument_group("connection (as the console's)")
+    conn.add_argument("--config", metavar="FILE",
+                      help="the console's config file: targets, TLS, token variable")  # fmt: skip
+    conn.add_argument("--ca", metavar="PEM", help="CA certificate(s) to verify the server (TLS)")
+    conn.add_argument("--cert", metavar="PEM", help="client certificate (mTLS, with --key)")
+    conn.add_argument("--key", metavar="PEM", help="client private key (mTLS, with --cert)")
+    conn.add_argument("--server-name", help="name to verify the server's certificate against")
+    conn.add_argument("--header", action="append", default=[], metavar="K=V",
+                      help="extra gRPC metadata or HTTP header (repeatable)")  # fmt: skip
     out = parser.add_argument_group("results")
     out.add_argument("--out", type=Path, help="write the JSON report here "
                      "(default: a new file in the console's reports directory)")  # fmt: skip
     out.add_argument("--markdown", type=Path, help="also write the Markdown summary here")
     out.add_argument("--label", help="the run's name in tables (default: its settings)")
+    out.add_argument("--timeseries", type=Path, metavar="FILE.csv|FILE.jsonl",
+                     help="one row per second: intended and achieved rate, ok, errors by code, "
+                     "p50/p90/p99, in flight, late sends")  # fmt: skip
+    out.add_argument("--hgrm", type=Path, metavar="FILE",
+                     help="the latency distribution in HdrHistogram's percentile format "
+                     "(as wrk2 prints it)")  # fmt: skip
+    out.add_argument("--push", metavar="URL",
+                     help="push the run's figures to this Prometheus Pushgateway every "
+                     f"{PUSH_EVERY_S:g} s and at the end")  # fmt: skip
+    out.add_argument(
+        "--push-instance",
+        metavar="NAME",
+        help="the pushed group's instance label (default: this host's name)",
+    )
+    out.add_argument("--metrics", metavar="URL",
+                     help="the server's Prometheus metrics URL: the report adds what the server "
+                     "saw (automatic with the embedded server)")  # fmt: skip
     # argparse formats help with %, so the SLO help's percent signs are doubled.
     out.add_argument(
         "--slo", help="objectives; exit 1 when one is breached: " + SLO_HELP.replace("%", "%%")
+    )
+    out.add_argument(
+        "--abort-on-breach",
+        action="store_true",
+        help="stop the run once an --slo term can no longer be met (exit 1)",
     )
     out.add_argument("--find-max", action="store_true",
                      help="search the highest rate that meets --slo")  # fmt: skip
@@ -116,6 +177,7 @@ def spec_from_args(args: argparse.Namespace) -> LoadSpec:
         batch_timeout_ms=args.batch_timeout_ms,
         workers=args.workers,
         timeout_s=args.timeout,
+        warmup_s=args.warmup,
     )
     if args.find_max or args.sweep:
         return spec  # each probe or setting is checked when it is built
@@ -125,79 +187,233 @@ def spec_from_args(args: argparse.Namespace) -> LoadSpec:
         raise UsageError(str(error)) from None
 
 
+def _warmup_duration(text: str) -> float:
+    """--warmup's value: a duration, or 0 for none."""
+    if text.strip() in ("0", "0s", "0ms", "off"):
+        return 0.0
+    return parse_duration(text)
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where the load goes: gRPC targets or a REST URL, and the server's metrics URL if known."""
+
+    targets: list[str]
+    rest_url: str | None
+    metrics_url: str | None
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """UsageError for flags that cannot go together or values that cannot be right."""
+    if args.protocol not in PROTOCOLS:
+        raise UsageError(f"--protocol {args.protocol}: unknown protocol; expected grpc or rest")
+    for target in args.target:
+        is_url = target.startswith(("http://", "https://"))
+        if args.protocol == "rest" and not is_url:
+            raise UsageError(
+                f"--target {target}: with --protocol rest, expected a URL such as "
+                "http://HOST:8501 (TF Serving's REST port)"
+            )
+        if args.protocol == "grpc" and is_url:
+            raise UsageError(
+                f"--target {target}: a URL is a REST endpoint; add --protocol rest, or give "
+                "the gRPC HOST:PORT"
+            )
+    if args.protocol == "rest" and args.batch_size and args.batch_size > 1:
+        raise UsageError(
+            "--batch-size is gRPC client-side batching; over REST, put several instances "
+            "in --data instead"
+        )
+    if args.protocol == "rest" and len(args.target) > 1:
+        raise UsageError("--protocol rest takes one --target URL (a load balancer's, for several)")
+    if args.start_at is not None and args.start_at <= time.time():
+        raise UsageError(
+            f"--start-at {args.start_at:.3f}: that moment has passed (now is "
+            f"{time.time():.0f}); expected a future time in seconds since the epoch"
+        )
+    several_runs = args.find_max or args.sweep
+    single_run_flags = {
+        "--start-at": args.start_at,
+        "--timeseries": args.timeseries,
+        "--hgrm": args.hgrm,
+        "--abort-on-breach": args.abort_on_breach,
+    }
+    for flag, value in single_run_flags.items():
+        if value and several_runs:
+            raise UsageError(f"{flag} is for a single run, not --find-max or --sweep")
+    if args.abort_on_breach and not args.slo:
+        raise UsageError("--abort-on-breach needs --slo, e.g. --slo 'p99<100ms'")
+    if args.timeseries is not None:
+        from core.report.export import check_timeseries_path
+
+        check_timeseries_path(args.timeseries)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `deepchat-tfs bench`; returns the exit code."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["compare"]:
         return compare_main(arguments[1:])
+    if arguments[:1] == ["merge"]:
+        return merge_main(arguments[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(arguments)
     except SystemExit as exit_request:  # argparse's own usage errors and --help
         return int(exit_request.code or 0)
     try:
+        check_options(args)
         spec = spec_from_args(args)
         slo = parse_slo(args.slo) if args.slo else None
         if args.find_max and slo is None:
             raise UsageError("--find-max needs --slo, e.g. --slo 'p99<100ms'")
         if args.find_max and args.sweep:
             raise UsageError("--find-max and --sweep: choose one")
-        if not args.target and args.model not in (None, DEMO_MODEL_NAME):
+        if not args.target and not args.config and args.model not in (None, DEMO_MODEL_NAME):
             raise UsageError(
                 f"--model {args.model} needs --target HOST:PORT; without --target bench starts "
                 f"the embedded server, which serves the demo model {DEMO_MODEL_NAME}"
             )
         prompts = read_prompts(args.prompts) if args.prompts else None
+        headers = parse_headers(args.header)
     except ValueError as error:
         print(f"deepchat-tfs bench: {error}", file=sys.stderr)
         return EXIT_USAGE
-    return asyncio.run(_bench(args, spec, slo, prompts))
+    return asyncio.run(_bench(args, spec, slo, prompts, headers))
+
+
+def _connection(
+    args: argparse.Namespace, targets: Sequence[str], headers: tuple[tuple[str, str], ...]
+) -> ClientSettings:
+    """The connection settings from --config and the TLS and header flags."""
+    return connection_settings(
+        targets=targets,
+        config_path=args.config,
+        ca_file=args.ca,
+        cert_file=args.cert,
+        key_file=args.key,
+        server_name=args.server_name,
+        headers=headers,
+    )
+
+
+def _config_targets(args: argparse.Namespace) -> list[str]:
+    """The gRPC targets --config names; empty when it names the embedded server."""
+    if not args.config:
+        return []
+    from core.config.schema import load_config
+
+    return load_config(args.config).config.resolved_targets()
 
 
 @contextlib.asynccontextmanager
-async def _targets(args: argparse.Namespace) -> AsyncIterator[list[str]]:
-    """The --target addresses, or the embedded server's while it runs."""
+async def _where(args: argparse.Namespace) -> AsyncIterator[Where]:
+    """The --target addresses (or --config's), or the embedded server's while it runs."""
     if args.target:
-        yield list(args.target)
+        rest = args.target[0] if args.protocol == "rest" else None
+        yield Where(list(args.target) if rest is None else [_host_port(rest)], rest, args.metrics)
         return
+    configured = _config_targets(args) if args.protocol == "grpc" else []
+    if configured:
+        yield Where(configured, None, args.metrics)
+        return
+    from core.client.scrape import DEFAULT_METRICS_PATH
     from core.embedded.launcher import EmbeddedServer
 
     print(
         f"starting the embedded server with the demo model {DEMO_MODEL_NAME} ...", file=sys.stderr
     )
-    async with EmbeddedServer(DEMO_MODEL_NAME) as server:
-        yield [server.grpc_target]
+    with tempfile.TemporaryDirectory(prefix="deepchat-tfs-bench-") as directory:
+        monitoring = Path(directory) / "monitoring.config"
+        monitoring.write_text(
+            f'prometheus_config {{ enable: true path: "{DEFAULT_METRICS_PATH}" }}\n'
+        )
+        server = EmbeddedServer(
+            DEMO_MODEL_NAME, extra_flags=[f"--monitoring_config_file={monitoring}"]
+        )
+        async with server:
+            rest = server.rest_url if args.protocol == "rest" else None
+            metrics = args.metrics or server.rest_url.rstrip("/") + DEFAULT_METRICS_PATH
+            yield Where([server.grpc_target], rest, metrics)
+
+
+def _host_port(url: str) -> str:
+    """HOST:PORT of a REST URL (the gRPC settings need a target even for REST)."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise UsageError(f"--target {url}: expected a URL such as http://HOST:8501")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{port}"
+
+
+def _failure_line(where: str, error: ServingError) -> str:
+    """One line for a run that could not start, naming the target and the server's answer."""
+    if error.code == "NOT_FOUND":
+        return f"{where}: model not found: {error}"
+    if error.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+        return f"{where}: unreachable: {error}"
+    return f"{where}: {error}"
 
 
 async def _bench(
-    args: argparse.Namespace, spec: LoadSpec, slo: list[SloTerm] | None, prompts: list[str] | None
+    args: argparse.Namespace,
+    spec: LoadSpec,
+    slo: list[SloTerm] | None,
+    prompts: list[str] | None,
+    headers: tuple[tuple[str, str], ...],
 ) -> int:
+    where_text = ", ".join(args.target) or "the embedded server"
     try:
-        async with _targets(args) as targets:
-            settings = load_settings(targets, spec.timeout_s)
+        async with _where(args) as where:
+            where_text = where.rest_url or ", ".join(where.targets)
+            connection = _connection(args, where.targets, headers)
+            settings = load_settings(where.targets, spec.timeout_s, connection)
             model = ModelSpec(
                 args.model or DEMO_MODEL_NAME, args.version, args.version_label, args.signature
             )
-            target = await prepare_target(settings, model, data=args.data, prompts=prompts)
+            target = await prepare_target(
+                settings, model, data=args.data, prompts=prompts, rest_url=where.rest_url
+            )
+            options = RunOptions(args, slo, where.metrics_url)
             if args.find_max:
                 assert slo is not None
-                return await _find_max(spec, target, slo, args)
+                return await _find_max(spec, target, slo, args, options)
             if args.sweep:
-                return await _sweep(spec, target, slo, args)
-            report, aborted = await run_once(spec, target, args.label)
-            return finish(report, args, slo, aborted)
+                return await _sweep(spec, target, slo, args, options)
+            outcome = await run_once(spec, target, _label(args, spec), options)
+            return await finish(outcome, args, slo, options)
     except UsageError as error:
         print(f"deepchat-tfs bench: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except ValueError as error:  # --data that does not fit the model
-        print(f"deepchat-tfs bench: {error}", file=sys.stderr)
+    except ValueError as error:  # --data that does not fit the model, a bad config file
+        print(f"deepchat-tfs bench: {_one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
-    except (ServingError, BurstError) as error:
+    except ServingError as error:
+        print(f"deepchat-tfs bench: {_failure_line(where_text, error)}", file=sys.stderr)
+        return EXIT_FAILED
+    except BurstError as error:
         print(f"deepchat-tfs bench: {error}", file=sys.stderr)
         return EXIT_FAILED
-    except Exception as error:  # e.g. the embedded server failed to start
+    except Exception as error:  # e.g. the embedded server failed to start, a bad config file
+        from core.config.loader import ConfigError
+
+        if isinstance(error, ConfigError):
+            print(f"deepchat-tfs bench: {_one_line(error)}", file=sys.stderr)
+            return EXIT_USAGE
         print(f"deepchat-tfs bench: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _one_line(error: Exception) -> str:
+    return "; ".join(line for line in str(error).splitlines() if line.strip())
+
+
+def _label(args: argparse.Namespace, spec: LoadSpec) -> str | None:
+    """--label, or for REST runs the settings prefixed 'rest' (gRPC runs keep the plain ones)."""
+    if args.label:
+        return str(args.label)
+    return f"rest {spec.describe()}" if args.protocol == "rest" else None
 
 
 class ProgressPrinter:
@@ -209,12 +425,17 @@ class ProgressPrinter:
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
         self._next_plain = 0.0
+        self._warmup_said = False
 
     def __call__(self, progress: BurstProgress) -> None:
         """Show one progress update."""
         if self.live:
             self.stream.write("\r\x1b[K" + progress.line())
             self.stream.flush()
+        elif progress.state == "warmup":
+            if not self._warmup_said:
+                self.stream.write("warming up ...\n")
+                self._warmup_said = True
         elif progress.elapsed_s >= self._next_plain or progress.state in ("done", "aborted"):
             self.stream.write(progress.line() + "\n")
             self._next_plain = progress.elapsed_s + self.PLAIN_EVERY_S
@@ -226,12 +447,87 @@ class ProgressPrinter:
             self.stream.flush()
 
 
+class RunOptions:
+    """What every run of one command line shares: SLO watch, Pushgateway, metrics, start time."""
+
+    def __init__(
+        self, args: argparse.Namespace, slo: list[SloTerm] | None, metrics_url: str | None
+    ) -> None:
+        self.slo = slo
+        self.abort_on_breach = bool(args.abort_on_breach)
+        self.start_at: float | None = args.start_at
+        self.metrics_url = metrics_url
+        self.pusher = None
+        if args.push:
+            from core.report.push import Pusher
+
+            self.pusher = Pusher(args.push, instance=args.push_instance)
+        self._pushes: list[Future[None]] = []
+        self._next_push = 0.0
+        self.push_failure: str | None = None
+
+    def watch(self, run: BurstRun) -> Callable[[BurstProgress], None]:
+        """A progress callback: --abort-on-breach's check and --push's live figures."""
+
+        def on_progress(progress: BurstProgress) -> None:
+            if self.abort_on_breach and self.slo and progress.state == "running":
+                totals = run.totals
+                lost = clearly_breached(
+                    self.slo,
+                    finished=totals.finished,
+                    errors=sum(totals.errors.values()),
+                    late_sends=totals.late_sends,
+                    corrected=totals.corrected,
+                    planned_requests=run.planned_requests,
+                )
+                if lost is not None:
+                    run.abort(reason=f"--abort-on-breach: {lost.text} can no longer be met")
+            if self.pusher is not None and progress.state in ("running", "draining"):
+                now = time.monotonic()
+                if now >= self._next_push:
+                    self._next_push = now + PUSH_EVERY_S
+                    self._submit(self.pusher.push_progress, progress)
+
+        return on_progress
+
+    def _submit(self, push: Callable[..., None], *payload: object) -> None:
+        loop = asyncio.get_running_loop()
+        self._pushes.append(loop.run_in_executor(None, self._guarded, push, *payload))  # type: ignore[arg-type]
+
+    def _guarded(self, push: Callable[..., None], *payload: object) -> None:
+        try:
+            push(*payload)
+        except Exception as error:  # an unreachable gateway must not stop the run
+            self.push_failure = f"--push {getattr(self.pusher, 'url', '')}: {error}"
+
+    async def final_push(self, report: BenchReport) -> None:
+        """Push the finished run and wait for every push sent."""
+        if self.pusher is None:
+            return
+        pending = [asyncio.wrap_future(future) for future in self._pushes]
+        await asyncio.gather(*pending, return_exceptions=True)
+        self._pushes.clear()
+        await asyncio.to_thread(self._guarded, self.pusher.push_report, report)
+        if self.push_failure:
+            print(f"deepchat-tfs bench: {self.push_failure}", file=sys.stderr)
+
+
 async def run_once(
-    spec: LoadSpec, target: BurstTarget, label: str | None
-) -> tuple[BenchReport, bool]:
-    """One run with a progress display and Ctrl-C as a clean stop; (report, aborted)."""
+    spec: LoadSpec, target: BurstTarget, label: str | None, options: RunOptions | None = None
+) -> BenchOutcome:
+    """One run with a progress display and Ctrl-C as a clean stop."""
     printer = ProgressPrinter()
-    run = BurstRun(spec, target, on_progress=printer)
+    watchers: list[Callable[[BurstProgress], None]] = [printer]
+
+    def on_progress(progress: BurstProgress) -> None:
+        for watcher in watchers:
+            watcher(progress)
+
+    run = BurstRun(
+        spec, target, on_progress=on_progress, start_at_epoch=options.start_at if options else None
+    )
+    if options is not None:
+        watchers.append(options.watch(run))
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
 
@@ -251,19 +547,25 @@ async def run_once(
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGINT, on_interrupt)
     try:
-        return await run_to_report(run, label)
+        return await run_bench(run, label, metrics_url=options.metrics_url if options else None)
     finally:
         printer.close()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
 
 
-def finish(
-    report: BenchReport, args: argparse.Namespace, slo: list[SloTerm] | None, aborted: bool
+async def finish(
+    outcome: BenchOutcome,
+    args: argparse.Namespace,
+    slo: list[SloTerm] | None,
+    options: RunOptions | None = None,
 ) -> int:
-    """Print the summary, write the report, return the exit code."""
+    """Print the summary, write the report and its side files, push it, return the exit code."""
+    report = outcome.report
     if slo is not None:
         report = report.with_slo(evaluate_slo(slo, report.model_dump()))
+    if options is not None:
+        await options.final_push(report)
     markdown = render_markdown(report)
     print(markdown)
     print("\n".join(latency_chart_lines(report)))
@@ -271,16 +573,39 @@ def finish(
     print(f"report: {path}")
     if args.markdown:
         args.markdown.write_text(markdown, encoding="utf-8")
+    if args.timeseries is not None:
+        from core.report.export import write_timeseries
+
+        print(f"time series: {write_timeseries(outcome.seconds, args.timeseries)}")
+    if args.hgrm is not None:
+        from core.report.export import write_hgrm
+
+        print(f"latency distribution: {write_hgrm(report, args.hgrm)}")
+    return exit_code(report, outcome.aborted)
+
+
+def exit_code(report: BenchReport, aborted: bool) -> int:
+    """The documented exit code of a finished run (its report already carries the SLO)."""
+    if report.abort_reason is not None and report.abort_reason.startswith("--abort-on-breach"):
+        print(f"deepchat-tfs bench: {report.abort_reason}; run stopped", file=sys.stderr)
+        return EXIT_BREACHED
     if aborted:
         return EXIT_ABORTED
     if report.requests > 0 and report.ok == 0:
         print("deepchat-tfs bench: every request failed", file=sys.stderr)
         return EXIT_FAILED
-    return EXIT_FAILED if report.slo_passed is False else EXIT_OK
+    if report.requests == 0:
+        print("deepchat-tfs bench: no request finished", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_BREACHED if report.slo_passed is False else EXIT_OK
 
 
 async def _find_max(
-    spec: LoadSpec, target: BurstTarget, slo: list[SloTerm], args: argparse.Namespace
+    spec: LoadSpec,
+    target: BurstTarget,
+    slo: list[SloTerm],
+    args: argparse.Namespace,
+    options: RunOptions,
 ) -> int:
     """--find-max: probe rates, print one table of the probes and the highest passing rate."""
     if spec.mode == "closed":
@@ -292,8 +617,9 @@ async def _find_max(
     async def probe(rate: float) -> BenchReport:
         nonlocal aborted
         print(f"probe: {rate:,.0f} req/s", file=sys.stderr)
-        report, aborted = await run_once(replace(spec, rate=rate).check(), target, None)
-        return report
+        outcome = await run_once(replace(spec, rate=rate).check(), target, None, options)
+        aborted = outcome.aborted
+        return outcome.report
 
     result = await find_max_rate(probe, slo, start_rps=spec.rate or 100.0)
     stages = [
@@ -305,14 +631,19 @@ async def _find_max(
     if best is None:
         lowest = min(probe.rate for probe in result.probes)
         print(f"no probed rate met {terms} (lowest probed: {lowest:,.0f} req/s)")
-        return EXIT_ABORTED if aborted else EXIT_FAILED
+        return EXIT_ABORTED if aborted else EXIT_BREACHED
     print(f"highest rate meeting {terms}: {result.best_rps:,.0f} req/s")
     print(f"report: {save_report(best, args.out)}")
+    await options.final_push(best)
     return EXIT_ABORTED if aborted else EXIT_OK
 
 
 async def _sweep(
-    spec: LoadSpec, target: BurstTarget, slo: list[SloTerm] | None, args: argparse.Namespace
+    spec: LoadSpec,
+    target: BurstTarget,
+    slo: list[SloTerm] | None,
+    args: argparse.Namespace,
+    options: RunOptions,
 ) -> int:
     """--sweep: one run per setting, one table; exit 1 if a setting breaches --slo."""
     try:
@@ -322,19 +653,23 @@ async def _sweep(
     reports: list[BenchReport] = []
     for label, swept in settings:
         print(f"sweep: {label}", file=sys.stderr)
-        report, aborted = await run_once(swept, target, label)
+        outcome = await run_once(swept, target, label, options)
+        report = outcome.report
         if slo is not None:
             report = report.with_slo(evaluate_slo(slo, report.model_dump()))
         reports.append(report)
-        if aborted:
+        if outcome.aborted:
             break
     print(render_table(reports), end="")
     document = sweep_document(parameter, [label for label, _ in settings], reports)
     print(f"report: {save_sweep(document, args.out)}")
     if len(reports) < len(settings):
         return EXIT_ABORTED
-    if slo is not None and not all(meets(report, slo) for report in reports):
+    if all(report.ok == 0 for report in reports):
+        print("deepchat-tfs bench: every request failed", file=sys.stderr)
         return EXIT_FAILED
+    if slo is not None and not all(meets(report, slo) for report in reports):
+        return EXIT_BREACHED
     return EXIT_OK
 
 
@@ -369,3 +704,36 @@ def _column_names(paths: Sequence[Path], reports: Sequence[BenchReport]) -> list
     """Report labels, or file names when labels repeat."""
     labels = [report.label or path.stem for path, report in zip(paths, reports, strict=True)]
     return labels if len(set(labels)) == len(labels) else [path.stem for path in paths]
+
+
+def merge_main(argv: Sequence[str]) -> int:
+    """`deepchat-tfs bench merge A.json B.json ... --out fleet.json`: one report from several."""
+    from core.report.merge import merge_reports
+
+    parser = argparse.ArgumentParser(
+        prog="deepchat-tfs bench merge",
+        description="Merge the reports of runs made together (e.g. N hosts started with "
+        "--start-at): requests add up, percentiles come from the merged HDR histograms, "
+        "rates are over the union of the measured windows.",
+    )
+    parser.add_argument("reports", nargs="+", type=Path, help="report JSON files")
+    parser.add_argument("--out", type=Path, help="write the merged report here")
+    parser.add_argument("--label", help="the merged report's name (default: 'merged N runs')")
+    parser.add_argument("--hgrm", type=Path, help="also write the merged latency distribution")
+    try:
+        args = parser.parse_args(list(argv))
+    except SystemExit as exit_request:
+        return int(exit_request.code or 0)
+    try:
+        reports = [load_report(path) for path in args.reports]
+        merged = merge_reports(reports, [str(path) for path in args.reports], args.label)
+    except ValueError as error:
+        print(f"deepchat-tfs bench merge: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(render_markdown(merged))
+    print(f"report: {save_report(merged, args.out)}")
+    if args.hgrm is not None:
+        from core.report.export import write_hgrm
+
+        print(f"latency distribution: {write_hgrm(merged, args.hgrm)}")
+    return EXIT_OK

@@ -28,7 +28,7 @@ from textual.widgets import (
 )
 
 from core.bench.session import load_settings, prepare_target, run_to_report
-from core.client.serving import ModelSpec, ServingError
+from core.client.serving import ClientSettings, ModelSpec, ServingError
 from core.load.burst import BurstError, BurstProgress, BurstRun
 from core.load.spec import BURST_HELP, LoadSpec, parse_burst_args
 from core.report.model import (
@@ -97,8 +97,11 @@ class BurstScreen(Screen[None]):
         *,
         reports_dir: Path | None = None,
         autostart: bool = False,
+        connection: ClientSettings | None = None,
     ) -> None:
         super().__init__()
+        # The console's connection (TLS, token, headers); None = the app's client's, at start.
+        self.connection = connection
         self.targets = list(targets)
         self.model = model
         self.initial_args = args.strip() or DEFAULT_ARGS
@@ -178,7 +181,7 @@ class BurstScreen(Screen[None]):
     @work(exclusive=True, group="burst")
     async def run_burst(self, spec: LoadSpec) -> None:
         """Run one burst in worker processes; post its progress and report."""
-        settings = load_settings(self.targets, spec.timeout_s)
+        settings = load_settings(self.targets, spec.timeout_s, self._connection())
         try:
             target = await prepare_target(settings, self.model)
             self.burst = BurstRun(spec, target, on_progress=self._forward_progress)
@@ -190,6 +193,14 @@ class BurstScreen(Screen[None]):
             self.burst = None
         save_report(report, directory=self.reports_dir)
         self.post_message(self.Finished(report))
+
+    def _connection(self) -> ClientSettings | None:
+        """The connection chat uses, so a burst reaches a server that needs TLS or a token."""
+        if self.connection is not None:
+            return self.connection
+        client = getattr(getattr(self.app, "backend", None), "client", None)
+        settings = getattr(client, "settings", None)
+        return settings if isinstance(settings, ClientSettings) else None
 
     def _forward_progress(self, progress: BurstProgress) -> None:
         self.post_message(self.Progress(progress))

@@ -7,7 +7,7 @@ import ipaddress
 import json
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +48,10 @@ class ClientSettings:
     max_message_bytes: int = 256 * 2**20
     keepalive_time_s: float = 60.0
     tls: TlsSettings | None = None
-    bearer_token: str | None = None
+    # Never shown (repr): a secret that travels as `authorization: Bearer ...`.
+    bearer_token: str | None = field(default=None, repr=False)
+    # Extra request metadata (gRPC) or headers (REST), e.g. from --header K=V.
+    headers: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.targets:

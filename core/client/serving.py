@@ -169,9 +169,11 @@ class ServingClient:
         self.stats = stats
         # Built now so a bad certificate path fails at construction, not at the first call.
         self._credentials = None if settings.tls is None else channel_credentials(settings.tls)
-        self._metadata: tuple[tuple[str, str], ...] = ()
+        self._metadata: tuple[tuple[str, str], ...] = tuple(
+            (key.lower(), value) for key, value in settings.headers
+        )
         if settings.bearer_token:
-            self._metadata = (("authorization", f"Bearer {settings.bearer_token}"),)
+            self._metadata += (("authorization", f"Bearer {settings.bearer_token}"),)
         self._channel: grpc.aio.Channel | None = None
         self._channel_lock = asyncio.Lock()
         self._closed = False

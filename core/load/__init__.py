@@ -1,4 +1,4 @@
-"""Generating load: specs and schedules, the open/closed-loop generator, worker processes, inputs.
+"""Generating load: specs, schedules, the open/closed-loop generator, workers, inputs, REST.
 
 May import core.client, core.wire, core.metrics and core.config.
 """

@@ -26,10 +26,11 @@ from core.load.worker import WORKER_COMMAND, BurstTarget, PipePair, WorkerPlan
 from core.metrics.latency import LatencySummary
 from core.metrics.load import LoadDelta, LoadTotals
 from core.metrics.stats import StatsCollector
+from core.metrics.timeseries import SecondRow, SecondSeries
 
 __all__ = ["BurstError", "BurstProgress", "BurstResult", "BurstRun", "BurstTarget"]
 
-BurstState = Literal["starting", "running", "draining", "done", "aborted", "failed"]
+BurstState = Literal["starting", "warmup", "running", "draining", "done", "aborted", "failed"]
 
 # Workers start this long after the last one is ready, so all begin on the same clock tick.
 START_LEAD_S = 0.05
@@ -103,6 +104,14 @@ class BurstResult:
     aborted: bool = False
     failures: list[str] = field(default_factory=list)
     workers: int = 1
+    # The warm-up before the measured window (None without one) and its length.
+    warmup_totals: LoadTotals | None = None
+    warmup_s: float = 0.0
+    # The measured window's start, in seconds since the epoch.
+    started_epoch: float | None = None
+    # One row per second of the measured window.
+    seconds: list[SecondRow] = field(default_factory=list)
+    abort_reason: str | None = None
 
 
 class BurstRun:
@@ -116,6 +125,7 @@ class BurstRun:
         stats: StatsCollector | None = None,
         on_progress: Callable[[BurstProgress], None] | None = None,
         seed: int = 0,
+        start_at_epoch: float | None = None,
     ) -> None:
         self.spec = spec.check()
         self._schedule: Schedule | None = spec.open_schedule() if spec.mode == "open" else None
@@ -124,7 +134,12 @@ class BurstRun:
         self.stats = stats if stats is not None else StatsCollector(window_s=2.0, history_s=600.0)
         self._on_progress = on_progress
         self._seed = seed
+        self._start_at_epoch = start_at_epoch
         self._totals = LoadTotals()
+        self._warmup_totals = LoadTotals() if spec.warmup_s > 0 else None
+        self._series = SecondSeries()
+        self._started_epoch: float | None = None
+        self.abort_reason: str | None = None
         self._state: BurstState = "starting"
         self._abort_requested = False
         self._start_at: float | None = None
@@ -151,8 +166,29 @@ class BurstRun:
         """Process ids of the workers started so far."""
         return [process.pid for process in self._processes]
 
-    def abort(self) -> None:
+    @property
+    def measure_at(self) -> float | None:
+        """When the measured window starts (monotonic seconds); None before the run starts."""
+        return self._start_at
+
+    @property
+    def planned_requests(self) -> int | None:
+        """How many requests the whole run is due to send; None when only a time bounds it."""
+        if self.spec.requests is not None:
+            return self.spec.requests
+        if self._schedule is not None and not self._schedule.open_ended:
+            return round(sum(segment.arrivals for segment in self._schedule.segments))
+        return None
+
+    @property
+    def totals(self) -> LoadTotals:
+        """The measured window's totals so far."""
+        return self._totals
+
+    def abort(self, reason: str | None = None) -> None:
         """Stop issuing now; in-flight requests get a short grace; the result keeps what ran."""
+        if reason is not None and self.abort_reason is None:
+            self.abort_reason = reason
         if not self._abort_requested:
             self._abort_requested = True
             self._aborted_at = time.monotonic()
@@ -164,9 +200,11 @@ class BurstRun:
             self._spawn()
             await self._wait_ready()
             if not self._abort_requested:
-                self._start_at = time.monotonic() + START_LEAD_S
-                self._send_all(("start", self._start_at))
-                self._state = "running"
+                load_at = self._load_start()
+                self._start_at = load_at + self.spec.warmup_s
+                self._started_epoch = time.time() + (self._start_at - time.monotonic())
+                self._send_all(("start", load_at))
+                self._state = "warmup" if self.spec.warmup_s > 0 else "running"
                 await self._follow()
         finally:
             await asyncio.shield(asyncio.ensure_future(self._stop_workers()))
@@ -175,6 +213,8 @@ class BurstRun:
             self._state = "failed"
             raise BurstError("; ".join(self._failures))
         self._emit_progress()
+        if self._started_epoch is not None:
+            started_wall = dt.datetime.fromtimestamp(self._started_epoch, dt.timezone.utc)
         return BurstResult(
             spec=self.spec,
             target=self.target,
@@ -185,7 +225,35 @@ class BurstRun:
             aborted=self._abort_requested,
             failures=list(self._failures),
             workers=self.worker_count,
+            warmup_totals=self._warmup_totals,
+            warmup_s=self.spec.warmup_s,
+            started_epoch=self._started_epoch,
+            seconds=self._intended(self._series.finish()),
+            abort_reason=self.abort_reason,
         )
+
+    def _intended(self, rows: list[SecondRow]) -> list[SecondRow]:
+        """Rows with the schedule's intended sends per second (open loop only)."""
+        planned = self._planned_s()
+        if self._schedule is None or planned is None:
+            return rows
+        for row in rows:
+            overlap = max(min(row.second + 1.0, planned) - row.second, 0.0)
+            row.intended_rps = round(self._schedule.rate_at(row.second + 0.5) * overlap, 3)
+        return rows
+
+    def _load_start(self) -> float:
+        """When load begins (monotonic): now, or at --start-at's moment on the wall clock."""
+        soonest = time.monotonic() + START_LEAD_S
+        if self._start_at_epoch is None:
+            return soonest
+        wait_s = self._start_at_epoch - time.time()
+        if wait_s < START_LEAD_S:
+            raise BurstError(
+                f"start-at {self._start_at_epoch:.3f}: that moment passed "
+                f"{-wait_s:.1f} s ago while the workers were starting; expected a future time"
+            )
+        return time.monotonic() + wait_s
 
     def _spawn(self) -> None:
         workers = self.worker_count
@@ -236,6 +304,9 @@ class BurstRun:
                 self._send_all(("stop",))
                 stop_sent = True
             self._pump()
+            if self._state == "warmup" and self._start_at is not None:
+                if time.monotonic() >= self._start_at:
+                    self._state = "running"
             if self._start_at is not None and self._load_phase_ends == [] and self._past_plan():
                 self._state = "draining"
             if time.monotonic() >= next_progress:
@@ -277,7 +348,13 @@ class BurstRun:
         )
 
     def _handle_delta(self, delta: LoadDelta) -> None:
+        if delta.warmup:
+            if self._warmup_totals is not None:
+                self._warmup_totals.add(delta)
+            return
         self._totals.add(delta)
+        if self._start_at is not None:
+            self._series.add(delta, time.monotonic() - self._start_at, self._totals.in_flight)
         if delta.corrected:  # a failure notice carries no measurements
             self.stats.merge_delta(delta, self.spec.batch_size)
         if delta.failure:

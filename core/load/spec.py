@@ -192,6 +192,9 @@ class LoadSpec:
     batch_timeout_ms: float = 5.0
     workers: int = 1
     timeout_s: float = 10.0
+    # Load at the run's rate before the measured window starts; measured apart, not reported in
+    # the run's figures (0 = none).
+    warmup_s: float = 0.0
 
     def check(self) -> LoadSpec:
         """Return self when the settings make a runnable load; ValueError naming the problem."""
@@ -216,7 +219,26 @@ class LoadSpec:
             raise ValueError(f"batch-size: expected an integer >= 1, got {self.batch_size}")
         if self.timeout_s <= 0:
             raise ValueError(f"timeout: expected seconds > 0, got {self.timeout_s:g}")
+        if self.warmup_s < 0:
+            raise ValueError(f"warmup: expected seconds >= 0, got {self.warmup_s:g}")
         return self
+
+    def warmup_spec(self) -> LoadSpec | None:
+        """The warm-up: the run's opening rate (or concurrency) for warmup_s; None if off."""
+        if self.warmup_s <= 0:
+            return None
+        if self.mode == "closed":
+            return replace(self, duration_s=self.warmup_s, requests=None, warmup_s=0.0)
+        opening_rps = self.open_schedule().rate_at(0.0) or self.open_schedule().mean_rps
+        schedule = "poisson" if self.schedule.strip().lower() == "poisson" else "const"
+        return replace(
+            self,
+            rate=opening_rps,
+            schedule=schedule,
+            duration_s=self.warmup_s,
+            requests=None,
+            warmup_s=0.0,
+        )
 
     def open_schedule(self) -> Schedule:
         """This run's arrival schedule (open loop only)."""

@@ -24,6 +24,7 @@ from typing import Any
 from core.client.serving import ClientSettings, ModelSpec, PredictResult, ServingClient
 from core.load.generator import LoadGenerator, SendFunction
 from core.load.inputs import InputRows, rows_of
+from core.load.rest import RestTarget, rest_session
 from core.load.spec import LoadSpec
 from core.metrics.load import LoadDelta, LoadRecorder
 from core.wire import protos
@@ -36,16 +37,25 @@ CONTROL_INTERVAL_S = 0.02
 
 @dataclass(frozen=True)
 class BurstTarget:
-    """Where a load run goes and what it sends: request bodies are cycled through in order."""
+    """Where a load run goes and what it sends: request bodies are cycled through in order.
+
+    gRPC sends `inputs` as PredictRequests; REST (rest is not None) posts rest.bodies instead.
+    """
 
     settings: ClientSettings
     model: ModelSpec
     inputs: tuple[InputRows, ...]
+    rest: RestTarget | None = None
+
+    @property
+    def protocol(self) -> str:
+        """'grpc' or 'rest'."""
+        return "grpc" if self.rest is None else "rest"
 
     @property
     def label(self) -> str:
-        """The targets as one 'host:port[,host:port]' string."""
-        return ",".join(self.settings.targets)
+        """The targets as one 'host:port[,host:port]' string, or the REST base URL."""
+        return self.rest.base_url if self.rest is not None else ",".join(self.settings.targets)
 
 
 @dataclass(frozen=True)
@@ -143,7 +153,7 @@ def _unbatched_send(client: ServingClient, target: BurstTarget, timeout_s: float
 
 
 def _batched_send(
-    client: ServingClient, plan: WorkerPlan, recorder: LoadRecorder
+    client: ServingClient, plan: WorkerPlan, recorder: _Phases
 ) -> tuple[SendFunction, Callable[[], Awaitable[None]]]:
     from core.client.batcher import MicroBatcher
 
@@ -195,52 +205,97 @@ class _Control:
             self.started.set()
 
 
+class _Phases:
+    """The warm-up's and the measured window's recorders; batches count in the current one."""
+
+    def __init__(self, plan: WorkerPlan) -> None:
+        self.measured = LoadRecorder(plan.index)
+        self.warmup = LoadRecorder(plan.index, warmup=True) if plan.spec.warmup_s > 0 else None
+        self.measure_at = float("inf")
+
+    def batch_sent(self, rows: int) -> None:
+        """Count a client-side batch in the phase it left in."""
+        in_warmup = self.warmup is not None and time.monotonic() < self.measure_at
+        (self.warmup if in_warmup and self.warmup is not None else self.measured).batch_sent(rows)
+
+
 async def _work(plan: WorkerPlan, conn: PipePair) -> None:
     spec = plan.spec
-    settings = replace(plan.target.settings, timeout_s=spec.timeout_s)
-    recorder = LoadRecorder(plan.index)
+    phases = _Phases(plan)
     control = _Control(plan, conn)
-    async with ServingClient(settings) as client:
+    async with contextlib.AsyncExitStack() as stack:
         close_batcher: Callable[[], Awaitable[None]] | None = None
-        if spec.batch_size is not None and spec.batch_size > 1:
-            send, close_batcher = _batched_send(client, plan, recorder)
+        if plan.target.rest is not None:
+            session, send = await rest_session(
+                plan.target.rest, spec.timeout_s, _connection_limit(plan)
+            )
+            stack.push_async_callback(session.close)
         else:
-            send = _unbatched_send(client, plan.target, spec.timeout_s)
-        # Open the channel before the clock starts; any answer (even an error) will do.
-        with contextlib.suppress(Exception):
-            await client.get_model_status(plan.target.model.name)
+            settings = replace(plan.target.settings, timeout_s=spec.timeout_s)
+            client = await stack.enter_async_context(ServingClient(settings))
+            if spec.batch_size is not None and spec.batch_size > 1:
+                send, close_batcher = _batched_send(client, plan, phases)
+            else:
+                send = _unbatched_send(client, plan.target, spec.timeout_s)
+            # Open the channel before the clock starts; any answer (even an error) will do.
+            with contextlib.suppress(Exception):
+                await client.get_model_status(plan.target.model.name)
         conn.send(("ready", plan.index))
-        generator = LoadGenerator(send, recorder, timeout_s=spec.timeout_s)
-        watcher = asyncio.ensure_future(_watch(control, generator, recorder))
+        generators = [LoadGenerator(send, phases.measured, timeout_s=spec.timeout_s)]
+        warmup_spec = spec.warmup_spec()
+        if phases.warmup is not None and warmup_spec is not None:
+            generators.append(LoadGenerator(send, phases.warmup, timeout_s=spec.timeout_s))
+        watcher = asyncio.ensure_future(_watch(control, generators, phases))
         try:
             await control.started.wait()
             if not control.stop_requested and control.start_at is not None:
-                await _generate(plan, generator, control.start_at)
+                phases.measure_at = control.start_at + spec.warmup_s
+                runs = [_generate(plan, spec, generators[0], phases.measure_at)]
+                if warmup_spec is not None and len(generators) > 1:
+                    runs.append(_generate(plan, warmup_spec, generators[1], control.start_at))
+                await asyncio.gather(*runs)
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             if close_batcher is not None:
                 await close_batcher()
-        delta = recorder.take_delta(done=True, load_phase_end=generator.load_phase_end)
+        if phases.warmup is not None:
+            conn.send(("delta", phases.warmup.take_delta()))
+        delta = phases.measured.take_delta(done=True, load_phase_end=generators[0].load_phase_end)
         conn.send(("delta", delta))
 
 
-async def _watch(control: _Control, generator: LoadGenerator, recorder: LoadRecorder) -> None:
+def _connection_limit(plan: WorkerPlan) -> int:
+    """REST connections this worker may open: its share of the in-flight cap (0 = no cap)."""
+    spec = plan.spec
+    if spec.mode == "closed" and spec.concurrency is not None:
+        return max(share(spec.concurrency, plan.index, plan.workers), 1)
+    if spec.max_inflight is not None:
+        return max(share(spec.max_inflight, plan.index, plan.workers), 1)
+    return 0
+
+
+async def _watch(control: _Control, generators: list[LoadGenerator], phases: _Phases) -> None:
     """Follow the parent's orders and stream a delta every DELTA_INTERVAL_S."""
     next_delta = time.monotonic() + DELTA_INTERVAL_S
     while True:
         control.poll()
-        if control.stop_requested and not generator.aborted:
-            generator.abort()
+        if control.stop_requested:
+            for generator in generators:
+                if not generator.aborted:
+                    generator.abort()
         if time.monotonic() >= next_delta and control.started.is_set():
-            control.conn.send(("delta", recorder.take_delta()))
+            if phases.warmup is not None:
+                control.conn.send(("delta", phases.warmup.take_delta()))
+            control.conn.send(("delta", phases.measured.take_delta()))
             next_delta += DELTA_INTERVAL_S
         await asyncio.sleep(CONTROL_INTERVAL_S)
 
 
-async def _generate(plan: WorkerPlan, generator: LoadGenerator, start_at: float) -> None:
-    spec = plan.spec
+async def _generate(
+    plan: WorkerPlan, spec: LoadSpec, generator: LoadGenerator, start_at: float
+) -> None:
     if spec.mode == "closed":
         assert spec.concurrency is not None
         await generator.closed_loop(

@@ -151,6 +151,19 @@ class LatencyRecorder:
         """The bucket counts (a live view in the shared layout; do not modify)."""
         return self._counts
 
+    def count_above(self, latency_s: float) -> int:
+        """How many recorded latencies exceed latency_s (to the histogram's 3 digits)."""
+        _, median_us = bucket_values_us()
+        return int(self._counts[median_us > latency_s * 1e6].sum())
+
+    def percentile_distribution(self, unit_scaling: float = 1000.0) -> str:
+        """HdrHistogram's percentile distribution text (.hgrm); values in µs / unit_scaling."""
+        import io
+
+        buffer = io.BytesIO()
+        self._histogram.output_percentile_distribution(buffer, unit_scaling)
+        return buffer.getvalue().decode("ascii")
+
     def summary(self) -> LatencySummary:
         """Percentiles, max and mean of everything recorded."""
         return summarize_counts(self._counts)

@@ -56,14 +56,17 @@ class LoadDelta:
     done: bool = False
     load_phase_end: float | None = None
     failure: str | None = None
+    # A warm-up delta: measured before the run's window, kept apart from its figures.
+    warmup: bool = False
 
 
 class LoadRecorder:
     """Records one worker's sends and replies and hands them out as deltas."""
 
-    def __init__(self, worker: int = 0) -> None:
+    def __init__(self, worker: int = 0, *, warmup: bool = False) -> None:
         self.worker = worker
-        self._delta = LoadDelta(worker)
+        self.warmup = warmup
+        self._delta = LoadDelta(worker, warmup=warmup)
         self._errors: Counter[str] = Counter()
         self._versions: Counter[int] = Counter()
         self._corrected = LatencyRecorder()
@@ -118,7 +121,7 @@ class LoadRecorder:
         delta.schedule_lag = self._schedule_lag.encode()
         delta.done = done
         delta.load_phase_end = load_phase_end
-        self._delta = LoadDelta(self.worker)
+        self._delta = LoadDelta(self.worker, warmup=self.warmup)
         self._errors.clear()
         self._versions.clear()
         self._corrected = LatencyRecorder()

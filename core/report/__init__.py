@@ -1,4 +1,4 @@
-"""Bench reports: the JSON model, text and Markdown rendering, SLO checks.
+"""Bench reports: the JSON model, text, SLO checks, merging, exports, pushes, server figures.
 
 May import core.load and the rooms below it.
 """

@@ -63,6 +63,28 @@ class BatchFigures(BaseModel):
     batches: int = 0
 
 
+class WarmupFigures(BaseModel):
+    """The warm-up before the measured window: load at the run's rate, kept out of its figures."""
+
+    model_config = ConfigDict(extra="allow")
+
+    duration_s: float
+    requests: int
+    ok: int
+    errors: dict[str, int]
+    latency_ms: LatencyMs
+
+
+class Histograms(BaseModel):
+    """The run's HDR histograms (µs) in HdrHistogram's compressed base64 encoding, for merging."""
+
+    model_config = ConfigDict(extra="allow")
+
+    corrected: str
+    uncorrected: str
+    schedule_lag: str | None = None
+
+
 class SloOutcome(BaseModel):
     """One --slo term's result."""
 
@@ -105,6 +127,18 @@ class BenchReport(BaseModel):
     schedule_lag_ms: LatencyMs | None = None
     late_threshold_ms: float | None = None
     slo: list[SloOutcome] | None = None
+    protocol: Literal["grpc", "rest"] = "grpc"
+    # Requests sent in the measured window (requests counts the ones that finished).
+    issued: int | None = None
+    # The measured window's start in seconds since the epoch (started_at is the same, ISO 8601).
+    started_epoch: float | None = None
+    warmup: WarmupFigures | None = None
+    histograms: Histograms | None = None
+    # What the server's own metrics saw during the measured window (core.report.server_side).
+    server: dict[str, Any] | None = None
+    abort_reason: str | None = None
+    # For a merged report: the reports it was merged from (labels and targets).
+    merged_from: list[dict[str, Any]] | None = None
 
     @property
     def error_count(self) -> int:
@@ -177,6 +211,29 @@ def build_report(result: BurstResult, label: str | None = None) -> BenchReport:
         started_at=result.started_at.isoformat(timespec="seconds"),
         aborted=result.aborted,
         failures=list(result.failures),
+        protocol="rest" if result.target.protocol == "rest" else "grpc",
+        issued=totals.issued,
+        started_epoch=_round(result.started_epoch, 6),
+        warmup=_warmup_figures(result),
+        histograms=Histograms(
+            corrected=totals.corrected.encode().decode("ascii"),
+            uncorrected=totals.uncorrected.encode().decode("ascii"),
+            schedule_lag=totals.schedule_lag.encode().decode("ascii"),
+        ),
+        abort_reason=result.abort_reason,
+    )
+
+
+def _warmup_figures(result: BurstResult) -> WarmupFigures | None:
+    warm = result.warmup_totals
+    if warm is None:
+        return None
+    return WarmupFigures(
+        duration_s=result.warmup_s,
+        requests=warm.finished,
+        ok=warm.ok,
+        errors=dict(sorted(warm.errors.items())),
+        latency_ms=LatencyMs(**summarize_ms(warm.corrected)),
     )
 
 

@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from core.metrics.latency import LatencyRecorder
+
 SLO_HELP = (
     "comma-separated terms METRIC OP VALUE: latency p50|p90|p95|p99|p999|max|mean in ms, s or us "
     "(e.g. p99<100ms), errors or late as a % or a count (errors<0.1%, late<=5), success in % "
@@ -119,3 +121,46 @@ def parse_slo(text: str) -> list[SloTerm]:
 def evaluate_slo(terms: list[SloTerm], report: Mapping[str, Any]) -> list[SloCheck]:
     """Check every term against a report (a dict in the report's JSON shape)."""
     return [term.check(report) for term in terms]
+
+
+# Quantile of each latency metric; max is the quantile 1.
+_QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p999": 0.999, "max": 1.0}
+# Without a known request total, a live verdict waits for this many answers.
+LIVE_VERDICT_MIN_REQUESTS = 100
+
+
+def clearly_breached(
+    terms: list[SloTerm],
+    *,
+    finished: int,
+    errors: int,
+    late_sends: int,
+    corrected: LatencyRecorder,
+    planned_requests: int | None,
+) -> SloTerm | None:
+    """The first term that the run can no longer meet, or None (for --abort-on-breach).
+
+    With the run's planned request total known, a term is lost once enough requests failed it
+    that even a perfect rest of the run cannot bring it back; without one, once it fails on the
+    figures so far after LIVE_VERDICT_MIN_REQUESTS answers.
+    """
+    if planned_requests is None and finished < LIVE_VERDICT_MIN_REQUESTS:
+        return None
+    total = float(planned_requests if planned_requests is not None else finished)
+    for term in terms:
+        if term.op not in ("<", "<="):
+            if term.metric == "success" and term.op in (">", ">="):
+                allowed_failures = (1 - term.threshold / 100) * total
+                if errors > allowed_failures:
+                    return term
+            continue
+        if term.metric in _QUANTILES:
+            above = corrected.count_above(term.threshold / 1000)
+            if above > (1 - _QUANTILES[term.metric]) * total:
+                return term
+        elif term.metric in ("errors", "late"):
+            count = errors if term.metric == "errors" else late_sends
+            limit = term.threshold if term.unit == "count" else term.threshold / 100 * total
+            if count > limit or (term.op == "<" and count >= limit):
+                return term
+    return None

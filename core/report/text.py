@@ -65,8 +65,9 @@ def render_table(reports: Sequence[BenchReport], stages: Sequence[str] | None = 
 def render_markdown(report: BenchReport) -> str:
     """The Markdown summary of one run: the results table plus what the table leaves out."""
     offered = f"{report.offered_rps:,.1f} req/s offered, " if report.offered_rps is not None else ""
+    protocol = " (REST)" if report.protocol == "rest" else ""
     lines = [
-        f"## {report.model} @ {report.target}: {report.label}",
+        f"## {report.model} @ {report.target}{protocol}: {report.label}",
         "",
         render_table([report]).rstrip("\n"),
         "",
@@ -91,6 +92,18 @@ def render_markdown(report: BenchReport) -> str:
     if report.versions:
         served = ", ".join(f"v{version} {count:,}" for version, count in report.versions.items())
         lines.append(f"- served by: {served}")
+    if report.warmup is not None:
+        warm = report.warmup
+        lines.append(
+            f"- warm-up (not in the figures above): {warm.duration_s:g} s, "
+            f"{warm.requests:,} requests, {warm.ok:,} ok, errors: {_errors_text(warm.errors)}, "
+            f"p50 {_ms(warm.latency_ms.p50)}, p99 {_ms(warm.latency_ms.p99)}"
+        )
+    if report.server is not None:
+        lines.append("- the server saw: " + server_text(report.server))
+    if report.merged_from:
+        sources = ", ".join(str(part.get("source")) for part in report.merged_from)
+        lines.append(f"- merged from {len(report.merged_from)} reports: {sources}")
     if report.slo is not None:
         verdict = "met" if report.slo_passed else "BREACHED"
         checks = "; ".join(
@@ -98,9 +111,25 @@ def render_markdown(report: BenchReport) -> str:
         )
         lines.append(f"- SLO {verdict}: {checks}")
     if report.aborted:
-        lines.append("- aborted: partial results")
+        lines.append("- aborted: partial results" + (
+            f" ({report.abort_reason})" if report.abort_reason else ""))  # fmt: skip
     lines.extend(f"- failure: {failure}" for failure in report.failures)
     return "\n".join(lines) + "\n"
+
+
+def server_text(server: Mapping[str, Any]) -> str:
+    """The report's server section in one line."""
+    latency = server.get("request_latency_ms") or {}
+    queuing = server.get("queuing_latency_ms") or {}
+    parts = [
+        f"{_rate(server.get('request_rate'))} req/s ({server.get('requests', 0):,} requests)",
+        f"request_latency p50 {_ms(latency.get('p50'))}, p99 {_ms(latency.get('p99'))}",
+    ]
+    if server.get("batch_size_mean") is not None:
+        parts.append(f"batch size mean {server['batch_size_mean']:,.1f}")
+    if queuing.get("mean") is not None:
+        parts.append(f"queueing mean {_ms(queuing.get('mean'))}, p99 {_ms(queuing.get('p99'))}")
+    return "; ".join(parts)
 
 
 # --- Compare --------------------------------------------------------------------------------
@@ -118,13 +147,15 @@ _COMPARED: tuple[tuple[str, str, str], ...] = (
     ("errors", "error_count", ""),
     ("late sends", "late_sends", ""),
     ("batch size", "batch.size_mean", ""),
+    ("server req/s", "server.request_rate", ""),
+    ("server p99", "server.request_latency_ms.p99", "ms"),
 )
 
 
 def _read(report: BenchReport, path: str) -> float | None:
     value: Any = report
     for part in path.split("."):
-        value = getattr(value, part, None)
+        value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
         if value is None:
             return None
     return float(value)
@@ -159,6 +190,8 @@ def compare_reports(reports: Sequence[BenchReport], names: Sequence[str] | None 
     header = "| metric | " + " | ".join(titles) + " |\n"
     header += "|---|" + "---:|" * len(reports) + "\n"
     rows = []
+    if len({report.protocol for report in reports}) > 1:
+        rows.append("| protocol | " + " | ".join(r.protocol for r in reports) + " |\n")
     for label, path, unit in _COMPARED:
         values = [_read(report, path) for report in reports]
         if all(value is None for value in values):

@@ -79,8 +79,10 @@ async def test_a_server_frozen_for_one_second_shows_in_the_corrected_p99(
     assert corrected["p99"] is not None and corrected["p99"] > 700
     assert corrected["max"] is not None and corrected["max"] > 900
     assert corrected["p50"] is not None and corrected["p50"] < corrected["p99"] / 3
-    # Open loop keeps sending through the freeze: the sends were not late, the replies were.
-    assert totals.late_sends < totals.issued * 0.1
+    # Open loop keeps sending through the freeze: the replies were late, the sends were not held
+    # for it (a busy shared machine makes some sends miss the 2 ms late mark, never by a second).
+    lag = summarize_ms(totals.schedule_lag)
+    assert lag["p99"] is not None and lag["p99"] < 250
 
 
 async def test_an_inflight_cap_makes_sends_late_and_corrected_latency_keeps_their_wait(

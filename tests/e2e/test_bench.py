@@ -66,7 +66,7 @@ async def test_a_breached_slo_exits_1(fault_server: FaultServer, tmp_path: Path)
     assert load_report(out).slo_passed is False
 
 
-async def test_every_request_failing_exits_1(fault_server: FaultServer, tmp_path: Path) -> None:
+async def test_every_request_failing_exits_3(fault_server: FaultServer, tmp_path: Path) -> None:
     import grpc
 
     fault_server.behaviour = Behaviour(
@@ -75,7 +75,7 @@ async def test_every_request_failing_exits_1(fault_server: FaultServer, tmp_path
     code, stdout, stderr = await bench(
         *load_args(fault_server, tmp_path / "r.json", "--rate", "50", "--requests", "10")
     )
-    assert code == 1
+    assert code == 3
     assert "UNAVAILABLE 10" in stdout and "every request failed" in stderr
 
 
@@ -111,7 +111,9 @@ async def test_ctrl_c_stops_cleanly_keeps_the_partial_report_and_leaves_no_worke
     fault_server: FaultServer, tmp_path: Path
 ) -> None:
     out = tmp_path / "partial.json"
-    args = load_args(fault_server, out, "--rate", "100", "--duration", "60", "--workers", "2")
+    args = load_args(
+        fault_server, out, "--rate", "100", "--duration", "60", "--workers", "2", "--warmup", "0"
+    )
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cli", "bench", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -189,3 +191,6 @@ async def test_without_a_target_bench_starts_the_embedded_server(tmp_path: Path)
     assert report.model == "deepchat_model" and report.ok == report.requests == 20
     assert report.versions  # the demo model says which version answered
     assert "starting the embedded server" in stderr
+    # The default warm-up ran first, and the embedded server's own metrics are in the report.
+    assert report.warmup is not None and report.warmup.requests > 0
+    assert report.server is not None and report.server["requests"] > 0

@@ -154,3 +154,23 @@ async def test_past_reports_are_listed_and_two_marked_ones_compared(
         await pilot.pause()
         compare = app.screen.query_one("#compare-view", Markdown)
         assert "45 -> 185" in compare.source
+
+
+async def test_a_burst_uses_the_consoles_connection_token_and_headers(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    from core.client.serving import ClientSettings
+
+    screen = screen_for(fault_server, tmp_path, "40rps 0.25s", autostart=True)
+    screen.connection = ClientSettings(
+        targets=(fault_server.target,), bearer_token="console-token", headers=(("x-team", "ops"),)
+    )
+    app = BurstApp(screen)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.finished)
+    predicts = fault_server.calls_to("Predict")
+    assert predicts and all(
+        call.metadata.get("authorization") == "Bearer console-token"
+        and call.metadata.get("x-team") == "ops"
+        for call in predicts
+    )

@@ -1,0 +1,203 @@
+"""Load over TF Serving's REST API: predict bodies posted by one keep-alive aiohttp session.
+
+Bodies are encoded once before the run; a send posts bytes, reads the reply and checks the
+status, so the cost per request is aiohttp's alone. HTTP statuses map back to TF Serving's
+error codes (the inverse of its ToHTTPStatusCode).
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import numpy as np
+
+from core.client.serving import ModelSpec, ServingError
+from core.load.generator import SendFunction
+
+if TYPE_CHECKING:
+    import aiohttp
+
+# TF Serving's HTTP status for each error code, read backwards; where two codes share a status,
+# the one TF Serving returns more often is named.
+ERROR_CODE_BY_HTTP_STATUS: dict[int, str] = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    412: "FAILED_PRECONDITION",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+def error_code_for_status(status: int) -> str:
+    """TF Serving's error code for an HTTP status (UNKNOWN for one it never sends)."""
+    return ERROR_CODE_BY_HTTP_STATUS.get(status, "UNKNOWN")
+
+
+class RestCallError(Exception):
+    """A REST predict that did not answer 200; `code` is TF Serving's error code name."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class RestTarget:
+    """A REST endpoint and the encoded predict bodies a run posts to it."""
+
+    base_url: str
+    predict_url: str
+    bodies: tuple[bytes, ...]
+    headers: tuple[tuple[str, str], ...] = ()
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    server_name: str | None = None
+    # Never shown: the headers may carry the bearer token.
+    secret_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+
+def model_path(model: ModelSpec) -> str:
+    """TF Serving's REST path of a model: /v1/models/NAME[/versions/N | /labels/L]."""
+    path = f"/v1/models/{quote(model.name, safe='')}"
+    if model.version is not None:
+        path += f"/versions/{model.version}"
+    elif model.version_label is not None:
+        path += f"/labels/{quote(model.version_label, safe='')}"
+    return path
+
+
+def predict_body(
+    inputs: Mapping[str, np.ndarray], signature_name: str, raw_body: str | None = None
+) -> bytes:
+    """A REST predict body: the user's own JSON when given, else the inputs as instances."""
+    from core.wire.rest_json import UNNAMED_INPUT, encode_predict_request
+
+    if raw_body is not None:
+        document: dict[str, Any] = json.loads(raw_body)
+    elif len(inputs) == 1:
+        # A single input goes unnamed, as TF Serving's docs send it.
+        document = encode_predict_request({UNNAMED_INPUT: next(iter(inputs.values()))})
+    else:
+        document = encode_predict_request(inputs)
+    if signature_name != "serving_default":
+        document["signature_name"] = signature_name
+    return json.dumps(document, separators=(",", ":")).encode("utf-8")
+
+
+def ssl_context(target: RestTarget) -> ssl.SSLContext | None:
+    """TLS for an https:// target: the CA file (or the system's roots) and a client certificate."""
+    if not target.base_url.startswith("https://"):
+        return None
+    context = ssl.create_default_context(cafile=target.ca_file)
+    if target.cert_file is not None:
+        context.load_cert_chain(target.cert_file, target.key_file)
+    return context
+
+
+def make_target(
+    base_url: str,
+    model: ModelSpec,
+    bodies: Sequence[bytes],
+    *,
+    headers: Sequence[tuple[str, str]] = (),
+    bearer_token: str | None = None,
+    tls: Any = None,
+) -> RestTarget:
+    """A RestTarget for a base URL such as http://host:8501 (tls: core.client's TlsSettings)."""
+    base = base_url.rstrip("/")
+    secret = (("Authorization", f"Bearer {bearer_token}"),) if bearer_token else ()
+    return RestTarget(
+        base_url=base,
+        predict_url=base + model_path(model) + ":predict",
+        bodies=tuple(bodies),
+        headers=tuple(headers),
+        ca_file=str(tls.ca_file) if tls is not None and tls.ca_file else None,
+        cert_file=str(tls.cert_file) if tls is not None and tls.cert_file else None,
+        key_file=str(tls.key_file) if tls is not None and tls.key_file else None,
+        server_name=tls.server_name_override if tls is not None else None,
+        secret_headers=secret,
+    )
+
+
+def _session(target: RestTarget, timeout_s: float, connection_limit: int) -> aiohttp.ClientSession:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(
+        limit=connection_limit, ssl=ssl_context(target) or False, ttl_dns_cache=None
+    )
+    headers = {"Content-Type": "application/json", **dict(target.headers)}
+    headers.update(target.secret_headers)
+    return aiohttp.ClientSession(
+        connector=connector,
+        headers=headers,
+        timeout=aiohttp.ClientTimeout(total=timeout_s),
+        skip_auto_headers=("User-Agent",),
+    )
+
+
+async def check_model(target: RestTarget, model: ModelSpec, timeout_s: float) -> None:
+    """GET the model's status: ServingError NOT_FOUND for a missing model, UNAVAILABLE if down."""
+    import aiohttp
+
+    url = target.base_url + model_path(model)
+    session = _session(target, timeout_s, 1)
+    try:
+        async with session.get(url, server_hostname=target.server_name) as response:
+            text = await response.text()
+            if response.status != 200:
+                try:
+                    message = str(json.loads(text).get("error", text))
+                except (ValueError, AttributeError):
+                    message = text.strip()[:200]
+                raise ServingError(error_code_for_status(response.status), message)
+    except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as error:
+        raise ServingError(
+            "UNAVAILABLE", f"cannot reach {target.base_url}: {error or type(error).__name__}"
+        ) from None
+    finally:
+        await session.close()
+
+
+async def rest_session(
+    target: RestTarget, timeout_s: float, connection_limit: int
+) -> tuple[aiohttp.ClientSession, SendFunction]:
+    """A keep-alive session for a run and its send function (one connection opened already)."""
+    import aiohttp
+
+    session = _session(target, timeout_s, connection_limit)
+    url, bodies, server_name = target.predict_url, target.bodies, target.server_name
+    count = len(bodies)
+
+    async def send(index: int) -> int | None:
+        try:
+            async with session.post(
+                url, data=bodies[index % count], server_hostname=server_name
+            ) as response:
+                await response.read()
+                status = response.status
+        except aiohttp.ClientError:
+            raise RestCallError("UNAVAILABLE") from None
+        if status != 200:
+            raise RestCallError(error_code_for_status(status))
+        return None  # TF Serving's REST predict does not say which version answered
+
+    # Open a connection before the clock starts; any answer will do.
+    try:
+        async with session.get(target.base_url + "/v1/models", server_hostname=server_name) as r:
+            await r.read()
+    except (aiohttp.ClientError, TimeoutError):
+        pass
+    return session, send
