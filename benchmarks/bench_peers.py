@@ -31,7 +31,6 @@ from benchmarks.peers.tables import (
     headline_table,
 )
 from benchmarks.peers.tools import (
-    BENCH_REST_PENDING,
     ROOT,
     BenchPeer,
     Load,
@@ -245,7 +244,7 @@ def run() -> str:
         accuracy_table(real),
         freeze_table(frozen, FREEZE_AFTER_S),
         headline_table(headline, HEADLINE_BATCHING),
-        command_lines(ladder, closed, real, headline, as_printed, skipped, BENCH_REST_PENDING),
+        command_lines(ladder, closed, real, headline, as_printed, skipped),
     ]
     return "\n".join(sections) + "\n"
 

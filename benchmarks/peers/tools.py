@@ -141,6 +141,8 @@ class BenchPeer(Peer):
             command += ["--concurrency", str(load.concurrency)]
         return [
             *command,
+            # No warm-up: every tool's load starts at once; start-up is left out of CPU anyway.
+            "--warmup", "0",
             "--duration", _seconds(load.duration_s), "--timeout", f"{TIMEOUT_S}s",
             "--out", str(workdir / "report.json"),
         ]  # fmt: skip
@@ -379,11 +381,6 @@ class AioFloorPeer(ScriptPeer):
     module = "benchmarks.peers.aio_floor"
 
 
-# PENDING: `deepchat-tfs bench --protocol rest` is being built in issue 12. Until it is merged
-# here, bench's REST row is reported as pending; this is the one switch that turns it on.
-BENCH_REST_PENDING = "pending: `deepchat-tfs bench --protocol rest` lands with issue 12"
-
-
 def all_peers() -> list[Peer]:
     """Every peer that can be measured in this checkout, gRPC first."""
     peers: list[Peer] = [
@@ -393,6 +390,4 @@ def all_peers() -> list[Peer]:
         ArticlePeer(),
         LocustPeer("gRPC"),
     ]
-    if not BENCH_REST_PENDING:
-        peers.append(BenchPeer("REST"))
-    return [*peers, HeyPeer(), WrkPeer(), LocustPeer("REST")]
+    return [*peers, BenchPeer("REST"), HeyPeer(), WrkPeer(), LocustPeer("REST")]
