@@ -40,12 +40,12 @@ from benchmarks.peers.tools import (
 from core.embedded.launcher import EmbeddedServer
 
 RUNS = 2  # ladder rungs: median of this many runs
-LADDER = (200, 1000, 2000, 4000, 8000)  # offered req/s, climbed until a rung is not held
+LADDER = (200, 1000, 2500, 5000)  # offered req/s, climbed until a rung is not held
 LADDER_S = 3.0
 HELD_SHARE = 0.99  # a rate is held when the target answered within 1 % of it
 CLOSED = (16, 64)
-REAL_S = 3.0
-FREEZE = Load(rate=200, duration_s=8.0)
+REAL_S = 2.0
+FREEZE = Load(rate=200, duration_s=7.0)
 FREEZE_AFTER_S = 2.5  # after the first answer
 HEADLINE_CONCURRENCY = (64, 128)
 HEADLINE_S = 4.0

@@ -190,12 +190,13 @@ def _loop_of(name: str) -> str:
 
 def accuracy_table(real: Mapping[str, Sequence[Run]]) -> str:
     """Each peer at 200 req/s and closed loop against `deepchat-tfs serve` with half_plus_two."""
+    seconds = next((run.load.duration_s for runs in real.values() for run in runs), 0.0)
     lines = [
         "### Accuracy against `deepchat-tfs serve` (half_plus_two, no batching)",
         "",
-        "One run of 3 s per row. achieved / offered uses the tool's own count and duration; "
-        "latencies are as each tool reports them (bench: from the intended send time, and in "
-        "brackets from the actual send time, i.e. uncorrected).",
+        f"One run of {seconds:g} s per row. achieved / offered uses the tool's own count and "
+        "duration; latencies are as each tool reports them (bench: from the intended send "
+        "time, and in brackets from the actual send time, i.e. uncorrected).",
         "",
         "| peer | API | load | achieved | p50 | p99 | max | errors |",
         "|---|---|---|---:|---:|---:|---:|---:|",

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.bench.session import connection_settings, parse_headers
+from core.config.trust import approve
 from core.load.rest import error_code_for_status, predict_body
 from core.load.spec import LoadSpec
 from core.metrics.latency import LatencyRecorder
@@ -183,12 +184,17 @@ def test_rest_bodies_keep_the_users_json_and_name_a_signature() -> None:
     assert prompt == b'{"instances":["hello"]}'
 
 
-def test_connection_settings_take_the_config_then_the_flags(tmp_path: Path) -> None:
+def test_connection_settings_take_the_config_then_the_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(
         "model_serving:\n  tensorflow_serving:\n    host: tfs.internal\n    grpc_port: 8500\n"
         "    bearer_token_env: BENCH_TOKEN\n    tls:\n      server_name_override: from-file\n"
     )
+    # A config file outside the user's config dir names a token variable only once approved.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data-home"))
+    approve(config)
     settings = connection_settings(
         targets=(),
         config_path=config,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from core.config.trust import approve
 from core.embedded.launcher import EmbeddedServer, free_loopback_port
 from core.report.model import load_report
 from tests.e2e.test_bench import DATA, bench
@@ -135,7 +136,7 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> TestCertificates:
 
 
 async def test_the_consoles_connection_options_reach_an_mtls_server_with_a_token(
-    certificates: TestCertificates, tmp_path: Path
+    certificates: TestCertificates, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     token = "very-secret-token-1234"
     config = tmp_path / "config.yaml"
@@ -146,6 +147,10 @@ async def test_the_consoles_connection_options_reach_an_mtls_server_with_a_token
             f"    grpc_port: {server.port}\n    bearer_token_env: BENCH_TEST_TOKEN\n"
             f"    tls:\n      ca_file: {certificates.ca_file}\n"
         )
+        # A config file outside the user's config dir names a token variable only once approved
+        # (bench's subprocess inherits this data dir and so sees the approval).
+        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data-home"))
+        approve(config)
         out = tmp_path / "tls.json"
         code, stdout, stderr = await bench(
             "--config", str(config), "--model", "m", "--data", DATA,
