@@ -29,6 +29,7 @@ from benchmarks.peers.tables import (
     freeze_table,
     goals,
     headline_table,
+    why,
 )
 from benchmarks.peers.tools import (
     ROOT,
@@ -233,13 +234,14 @@ def run() -> str:
         "Tools without an open loop are paced the way their users pace them: closed-loop "
         "workers (10, or one per 100 req/s) each held to its share of the rate (hey's `-q`, "
         "Locust's `constant_throughput`, a sleep in the thread-pool clients). Debian's `wrk` is "
-        "wrk 4.1, closed loop only: it has no rate option (that is wrk2's `-R`) and no "
-        "coordinated-omission correction, so it appears only in the closed-loop rows. "
+        "wrk 4.1, closed loop only: it has no rate option (that is wrk2's `-R`, which also "
+        "measures from the intended send time), so it appears only in the closed-loop rows. "
         f"Load average {load_before:.1f} at the start and {load_after:.1f} at the end on "
         f"{os.cpu_count()} cores shared with other work, so rates and ceilings are noisy; CPU "
         f"per request is the steadier figure. {elapsed:.0f} s in all.",
         "",
         goals(ladder, frozen),
+        why(ladder),
         cost_table(ladder, closed, LADDER, HELD_SHARE, RUNS),
         accuracy_table(real),
         freeze_table(frozen, FREEZE_AFTER_S),

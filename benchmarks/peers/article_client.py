@@ -11,6 +11,7 @@ With --rate the main thread submits on schedule; each task times itself from whe
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import threading
 import time
@@ -45,7 +46,10 @@ def as_printed(target: str, model: str) -> None:
                 future.result()
                 print("ok")
             except Exception as error:
-                print(f"{type(error).__name__}: {str(error).split(' at ')[0][:160]}")
+                # The message names the task and the future in full; keep what it says of them.
+                message = re.sub(r"Task <.*> got Future <.*> attached",
+                                 "Task <...> got Future <...> attached", str(error))  # fmt: skip
+                print(f"{type(error).__name__}: {message[:160]}")
 
 
 def main() -> None:

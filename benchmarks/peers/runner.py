@@ -45,7 +45,9 @@ class Run:
 class _TreeSampler(threading.Thread):
     """Samples (time, tree CPU seconds, target count) every SAMPLE_EVERY_S while the tool runs."""
 
-    def __init__(self, pid: int, echo: EchoTarget | None, freeze_after_s: float | None) -> None:
+    def __init__(
+        self, pid: int, echo: EchoTarget | None, freeze_after_s: float | None, baseline: int
+    ) -> None:
         super().__init__(daemon=True)
         self.pid = pid
         self.echo = echo
@@ -56,6 +58,8 @@ class _TreeSampler(threading.Thread):
         self.froze_at_s: float | None = None
         self.stop = threading.Event()
         self._processes: dict[int, psutil.Process] = {}
+        # The target may have answered earlier runs: only answers past this count are this run's.
+        self.baseline = baseline
 
     def _tree_cpu(self) -> float:
         try:
@@ -77,7 +81,8 @@ class _TreeSampler(threading.Thread):
         while not self.stop.is_set():
             now = time.monotonic()
             count, counted_at = self.echo.answered() if self.echo is not None else (0, now)
-            if count and self.first_answer_at is None:
+            count -= self.baseline
+            if count > 0 and self.first_answer_at is None:
                 self.first_answer_at = now
             self.samples.append((now, self._tree_cpu(), count, counted_at))
             if (
@@ -130,10 +135,11 @@ def run_peer(
         command = peer.command(address, load, workdir)
         env = {**os.environ, **peer.env(load), "PYTHONPATH": str(ROOT)}
         before = _children_cpu()
+        baseline = echo.answered()[0] if echo is not None else 0
         process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        sampler = _TreeSampler(process.pid, echo, freeze_after_s)
+        sampler = _TreeSampler(process.pid, echo, freeze_after_s, baseline)
         sampler.start()
         try:
             stdout, stderr = process.communicate(timeout=load.duration_s + 60)
