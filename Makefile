@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: install run test lint bench clean
 
@@ -23,12 +24,16 @@ test: install
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check core tui server cli tests
-	$(BIN)/ruff format --check core tui server cli tests
+	$(BIN)/ruff check core tui server cli tests benchmarks
+	$(BIN)/ruff format --check core tui server cli tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: install
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.run
 
 clean:
