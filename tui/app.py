@@ -109,6 +109,7 @@ class DeepChatApp(App[int]):
             options.models[0],
             self.ensure_session,
             transcript_path=options.transcript_path,
+            exports_dir=options.exports_dir,
             target_label=options.target_label,
             id="chat-pane",
         )
