@@ -9,6 +9,8 @@ so the prompt line stays live; "show all" opens the whole text (tui.widgets.repl
 from __future__ import annotations
 
 import asyncio
+import importlib
+import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 
     from core.chat.session import ChatOutcome
 
+MARKDOWN_MODULE = "textual.widgets._markdown"
 # Characters of a reply rendered as Markdown in the chat; the rest is one "show all" away.
 RENDER_LIMIT = 16_000
 # A longer reply goes into its Markdown widget this many characters at a time, each piece
@@ -125,7 +128,10 @@ class ReplyEntry(Vertical):
 
     async def show(self, outcome: ChatOutcome) -> None:
         """Replace the pending line with the reply or the error."""
-        # Imported on first reply: Markdown brings markdown-it and Pygments with it.
+        # Imported on first reply, in a thread so keys keep working: Markdown brings markdown-it
+        # and Pygments with it (a few tenths of a second).
+        if MARKDOWN_MODULE not in sys.modules:
+            await asyncio.to_thread(importlib.import_module, MARKDOWN_MODULE)
         from textual.widgets import Markdown
 
         self.app.workers.cancel_group(self, "render")
