@@ -105,6 +105,14 @@ async def test_show_all_opens_the_whole_reply_and_saves_it_privately(
         await send(app, pilot, "/full")
         await wait_for(pilot, lambda: isinstance(app.screen, FullReplyScreen), 10)
         assert app.screen.query_one(TextArea).text == text
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not isinstance(app.screen, FullReplyScreen), 10)
+        # And so does the command palette.
+        await pilot.press("ctrl+p")
+        await pilot.press(*"show the whole")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, FullReplyScreen), 10)
 
 
 async def test_full_without_a_long_reply_says_so(app_factory: Callable[..., DeepChatApp]) -> None:
