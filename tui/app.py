@@ -22,6 +22,7 @@ from textual.timer import Timer
 from textual.widgets import Footer
 
 from core.identity import APP_NAME
+from tui.keys import KEY_ACTIONS
 from tui.messages import (
     BurstRequested,
     HelpRequested,
@@ -74,20 +75,18 @@ class DeepChatApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = APP_NAME
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]  # noqa: RUF012
-    # The one list of default keys. Binding ids are the action names config.ui.key_bindings
-    # remaps; the config only holds overrides.
+    # Built from tui.keys, the one list of default keys. Binding ids are the action names
+    # config.ui.key_bindings remaps; the config only holds overrides.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+q", "quit", "quit", id="quit", priority=True),
-        Binding("f1,question_mark", "help", "help", id="help"),
         Binding(
-            "ctrl+p", "command_palette", "commands", id="command_palette", show=False, priority=True
-        ),
-        Binding("f2,ctrl+o", "pause_panels", "pause", id="pause_panels", priority=True),
-        Binding("ctrl+r", "retry", "retry", id="retry", priority=True),
-        Binding("ctrl+l", "clear_chat", "clear", id="clear_chat", priority=True),
-        Binding("ctrl+e", "export_transcript", "export", id="export_transcript", priority=True),
-        Binding("f5", "burst", "burst", id="burst"),
-        Binding("escape", "focus_prompt", "prompt", id="focus_prompt", show=False),
+            action.keys,
+            action.name,
+            action.description,
+            id=action.name,
+            show=action.show,
+            priority=action.priority,
+        )
+        for action in KEY_ACTIONS
     ]
 
     def __init__(self, options: ConsoleOptions, *, stats: StatsCollector | None = None) -> None:
@@ -109,6 +108,7 @@ class DeepChatApp(App[int]):
             options.models[0],
             self.ensure_session,
             transcript_path=options.transcript_path,
+            exports_dir=options.exports_dir,
             target_label=options.target_label,
             id="chat-pane",
         )

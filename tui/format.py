@@ -109,3 +109,10 @@ def labelled(pairs: Sequence[tuple[str, str | Content, str]]) -> Content:
             parts.append(Content.styled(label + " ", DIM_STYLE))
         parts.append(value if isinstance(value, Content) else Content.styled(value, style))
     return Content.assemble(*parts)
+
+
+def size_text(characters: int) -> str:
+    """'12 KB', '1.0 MB': the size of a text for a note."""
+    if characters < 1_000_000:
+        return f"{max(1, round(characters / 1000))} KB"
+    return f"{characters / 1_000_000:.1f} MB"

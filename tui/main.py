@@ -65,13 +65,17 @@ def _run(
 ) -> int:
     """Load the config (errors print before anything is drawn), then run the app."""
     from core.config.schema import ConfigError, load_config
+    from tui.keys import default_keys
     from tui.options import build_options
 
     # Targets go through the config loader, which validates them like the file's own.
     overrides = {"model_serving.tensorflow_serving.targets": list(targets)} if targets else {}
     try:
         loaded = load_config(
-            args.config, overrides=overrides, allow_plaintext_token=args.allow_plaintext_token
+            args.config,
+            overrides=overrides,
+            allow_plaintext_token=args.allow_plaintext_token,
+            key_actions=default_keys(),
         )
         options = build_options(
             loaded.config,

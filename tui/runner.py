@@ -43,6 +43,7 @@ class SlashRunner:
             "signature": self.signature,
             "compare": self.compare,
             "burst": self.burst,
+            "full": self.full,
             "export": self.export,
             "clear": self.clear,
             "help": self.help,
@@ -157,6 +158,10 @@ class SlashRunner:
     async def help(self, command: SlashCommand) -> None:
         """/help: keys and commands."""
         self.chat.post_message(HelpRequested())
+
+    async def full(self, command: SlashCommand) -> None:
+        """/full: the whole of the latest reply the chat shows only in part."""
+        self.chat.show_all()
 
     # ---- transcript ------------------------------------------------------------------------
 

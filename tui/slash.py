@@ -51,6 +51,7 @@ SLASH_COMMANDS: dict[str, SlashSpec] = {
             None,
             free_text=True,
         ),
+        SlashSpec("full", "/full", "the whole of the latest long reply (scrolls; s saves it)"),
         SlashSpec("export", "/export [DIR]", "write this conversation as Markdown and JSONL", 0, 1),
         SlashSpec("clear", "/clear", "clear the chat pane and start a new conversation"),
         SlashSpec("help", "/help", "keys and commands"),

@@ -34,9 +34,12 @@ _ESCAPE_SEQUENCE = re.compile(
     r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"
     r"|\x1b[ -/]*[0-~]?"
 )
-# C0 and C1 controls except tab and newline, DEL, and the Unicode bidi overrides and isolates
-# that can make displayed text read differently from what it is ("trojan source").
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# C0 and C1 controls except tab and newline, DEL, and the Unicode bidi controls (embeddings,
+# overrides, isolates and the invisible marks) that can make displayed text read differently
+# from what it is ("trojan source").
+_CONTROL_CHARS = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
 
 # Names that say which role a tensor plays, for guessing keys from a signature.
 _TEXT_OUTPUT_NAMES = ("reply", "output", "outputs", "text", "answer", "response", "generated_text")

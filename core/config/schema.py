@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from core.config.keys import key_binding_problems
 from core.config.loader import ConfigError, Expect, FieldProblem, Layers, expected, field_type
 from core.config.trust import may_name_token_variable
 from core.identity import DEMO_MODEL_NAME, config_dir
@@ -312,7 +313,8 @@ class UiConfig(_Section):
     )
     """Keys that replace an action's defaults: action -> Textual key names, comma-separated
     alternatives (`help: f9,question_mark`). The actions and their default keys are the README's
-    key table and the help screen (F1); unnamed actions keep their defaults."""
+    key table and the help screen (F1); unnamed actions keep their defaults. An unknown action,
+    or a key that would run two actions, is an error."""
 
     @field_validator("key_bindings")
     @classmethod
@@ -428,11 +430,13 @@ def load_config(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, object] | None = None,
     allow_plaintext_token: bool = False,
+    key_actions: Mapping[str, str] | None = None,
 ) -> LoadedConfig:
     """The configuration from flags (overrides) > DEEPCHAT_TFS_* env vars > the file > defaults.
 
     A bearer token goes only over TLS unless allow_plaintext_token (a command-line flag, never
     a file's); a file names a token variable only if it is the user's own or approved.
+    key_actions (action -> default keys, the console's) checks ui.key_bindings against them.
     """
     env = os.environ if env is None else env
     source = find_config_file(path)
@@ -443,6 +447,10 @@ def load_config(
     layers.add_overrides(overrides or {})
     _targets_replace_embedded(layers)
     config: Config = layers.validate()
+    if key_actions is not None:
+        problems = key_binding_problems(config.ui.key_bindings, key_actions, layers)
+        if problems:
+            raise ConfigError(problems)
     _check_token_policy(config, layers, source, allow_plaintext_token)
     config.bearer_token(env)  # a named but unset variable fails now, not at the first call
     return LoadedConfig(config, source)

@@ -54,6 +54,7 @@ DEMO = signature(
         ("over\rwrite", "overwrite"),
         ("keep\nlines\tand tabs", "keep\nlines    and tabs"),
         ("bidi \u202eevil\u202c text", "bidi evil text"),
+        ("marks \u200fright\u200e left \u061carabic", "marks right left arabic"),
         ("dcs \x1bPq#0;2;0;0;0\x1b\\ done", "dcs  done"),
         ("[bold red]markup stays literal[/]", "[bold red]markup stays literal[/]"),
         ("unicode ✓ ü 漢字", "unicode ✓ ü 漢字"),

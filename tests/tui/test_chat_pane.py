@@ -27,6 +27,7 @@ class PaneHost(App[None]):
             options.models[0],
             lambda: session,
             transcript_path=options.transcript_path,
+            exports_dir=options.exports_dir,
             target_label=options.target_label,
         )
         self.commands: list[SlashCommand] = []

@@ -140,3 +140,28 @@ def test_kill_server_now_stops_the_child_after_a_crash(tmp_path: Path) -> None:
     assert child.wait(timeout=10) is not None
     assert backend.server_pid is None
     backend.kill_server_now()  # a second call (normal exit after a crash path) is harmless
+
+
+def test_key_bindings_are_checked_against_the_consoles_actions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tui.app import DeepChatApp
+    from tui.keys import KEY_ACTIONS, default_keys
+
+    # BINDINGS come from tui.keys, so the loader checks against the very same actions.
+    bindings = [(b.id, b.key) for b in DeepChatApp.BINDINGS]  # type: ignore[union-attr]
+    assert bindings == list(default_keys().items())
+    assert len(KEY_ACTIONS) == len({action.name for action in KEY_ACTIONS})
+    config = tmp_path / "config.yaml"
+    config.write_text("ui:\n  key_bindings:\n    qiut: ctrl+x\n    burst: ctrl+q\n")
+    assert main(["--config", str(config), "--data-dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.splitlines()
+    assert error[0] == (
+        f"deepchat-tfs: {config}:3: ui.key_bindings.qiut: expected one of quit, help, "
+        "command_palette, pause_panels, retry, clear_chat, export_transcript, burst, "
+        "focus_prompt (did you mean 'quit'?), got 'qiut'"
+    )
+    assert error[1] == (
+        f"{config}:4: ui.key_bindings.burst: expected a key no other action uses, got 'ctrl+q', "
+        "also bound to quit (its default key)"
+    )

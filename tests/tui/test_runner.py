@@ -22,6 +22,7 @@ def test_every_command_of_the_grammar_has_a_handler_and_no_handler_is_extra(
         options.models[0],
         no_session,  # type: ignore[arg-type]
         transcript_path=options.transcript_path,
+        exports_dir=options.exports_dir,
         target_label=options.target_label,
     )
     runner = SlashRunner(options, chat, lambda: None)

@@ -73,6 +73,7 @@ async def exchange(app: DeepChatApp, prompt: str, outcome: ChatOutcome) -> None:
 async def settle(app: DeepChatApp, pilot: Pilot[Any]) -> None:
     """Wait for every reply to be drawn, stop the cursor blinking, let timers render."""
     await wait_for(pilot, lambda: all(e.outcome is not None for e in app.query(ReplyEntry)))
+    await wait_for(pilot, lambda: all(e.rendered.is_set() for e in app.query(ReplyEntry)), 30)
     app.query_one("#prompt", Input).cursor_blink = False
     await pilot.pause(0.3)
 
@@ -109,6 +110,13 @@ async def conversation(app: DeepChatApp) -> None:
     """Two exchanges, the second a Markdown answer, served by v2."""
     await exchange(app, "hello", answer(2, "Hello! Ask me about TF Serving.", 3.8))
     await exchange(app, "how does server side batching work?", answer(2, BATCHING_ANSWER))
+
+
+async def long_reply(app: DeepChatApp) -> None:
+    """A 40 KB answer: its first 16 KB rendered, then the "show all" row."""
+    paragraph = BATCHING_ANSWER.split("\n\n")[0]
+    text = "\n\n".join(f"{index}) {paragraph}" for index in range(200))[:40_000]
+    await exchange(app, "tell me everything about batching", answer(2, text))
 
 
 async def model_two_versions(app: DeepChatApp) -> None:
@@ -163,6 +171,11 @@ def test_model_panel_with_two_versions(snap_compare: SnapCompare, tmp_path: Path
 def test_error_inline(snap_compare: SnapCompare, tmp_path: Path) -> None:
     app = DeepChatApp(offline_options(tmp_path), stats=frozen_stats()[0])
     assert snap_compare(app, terminal_size=WIDE, run_before=run_before(conversation, error_inline))
+
+
+def test_long_reply_cut_with_show_all(snap_compare: SnapCompare, tmp_path: Path) -> None:
+    app = DeepChatApp(offline_options(tmp_path), stats=frozen_stats()[0])
+    assert snap_compare(app, terminal_size=WIDE, run_before=run_before(long_reply))
 
 
 def test_help(snap_compare: SnapCompare, tmp_path: Path) -> None:

@@ -2,12 +2,16 @@
 
 Model output and server messages are untrusted: they arrive sanitized
 (core.chat.adapters.sanitize_text) and are shown as Content or Markdown text, never parsed as
-Rich/Textual markup.
+Rich/Textual markup. A long reply is rendered in pieces and only up to RENDER_LIMIT characters,
+so the prompt line stays live; "show all" opens the whole text (tui.widgets.reply_view).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import importlib
+import sys
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from textual import on
@@ -19,11 +23,41 @@ from textual.message import Message
 from textual.widgets import Button, Input, Static
 
 from core.wire.model_spec import ModelSpec
-from tui.format import CRIT_STYLE, DIM_STYLE, format_ms
+from tui.format import CRIT_STYLE, DIM_STYLE, format_ms, size_text
 from tui.options import ChatModel
 
 if TYPE_CHECKING:
+    from textual.widgets import Markdown
+
     from core.chat.session import ChatOutcome
+
+MARKDOWN_MODULE = "textual.widgets._markdown"
+# Characters of a reply rendered as Markdown in the chat; the rest is one "show all" away.
+RENDER_LIMIT = 16_000
+# A longer reply goes into its Markdown widget this many characters at a time, each piece
+# parsed and mounted on its own, so no single step holds the event loop for long.
+RENDER_PIECE = 1_000
+
+
+def _cut(text: str, limit: int) -> int:
+    """Where to cut text to at most limit characters: after a line break near the end if any."""
+    if len(text) <= limit:
+        return len(text)
+    line_break = text.rfind("\n", limit // 2, limit)
+    return line_break + 1 if line_break >= 0 else limit
+
+
+def rendered_head(text: str, limit: int = RENDER_LIMIT) -> str:
+    """The part of a reply the chat renders: all of it, or its first ~limit characters."""
+    return text[: _cut(text, limit)]
+
+
+def pieces(text: str, size: int = RENDER_PIECE) -> Iterator[str]:
+    """text in consecutive pieces of at most size characters, cut at line breaks where near."""
+    while text:
+        cut = _cut(text, size)
+        yield text[:cut]
+        text = text[cut:]
 
 
 def reply_heading(outcome: ChatOutcome) -> Content:
@@ -56,12 +90,27 @@ class ReplyEntry(Vertical):
             super().__init__()
             self.entry = entry
 
+    class ShowAllRequested(Message):
+        """The reader asked for the whole of a reply the chat shows only in part."""
+
+        def __init__(self, entry: ReplyEntry) -> None:
+            super().__init__()
+            self.entry = entry
+
     def __init__(self, prompt_id: int, prompt: str, model: ChatModel) -> None:
         super().__init__(classes="pending")
         self.prompt_id = prompt_id
         self.prompt = prompt
         self.model = model
         self.outcome: ChatOutcome | None = None
+        self.rendered = asyncio.Event()
+        """Set once the reply (or error) is fully on screen."""
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the chat shows only the head of this entry's reply."""
+        reply = self.outcome.reply if self.outcome is not None else None
+        return reply is not None and len(reply.text) > len(rendered_head(reply.text))
 
     @property
     def spec(self) -> ModelSpec:
@@ -79,18 +128,35 @@ class ReplyEntry(Vertical):
 
     async def show(self, outcome: ChatOutcome) -> None:
         """Replace the pending line with the reply or the error."""
-        # Imported on first reply: Markdown brings markdown-it and Pygments with it.
+        # Imported on first reply, in a thread so keys keep working: Markdown brings markdown-it
+        # and Pygments with it (a few tenths of a second).
+        if MARKDOWN_MODULE not in sys.modules:
+            await asyncio.to_thread(importlib.import_module, MARKDOWN_MODULE)
         from textual.widgets import Markdown
 
+        self.app.workers.cancel_group(self, "render")
         self.remove_class("pending")
         await self.remove_children()
+        self.rendered.clear()
         if outcome.reply is not None:
             self.set_class(False, "failed")
-            await self.mount(
-                Static(reply_heading(outcome), classes="reply-heading"),
-                Markdown(outcome.reply.text, open_links=False, classes="reply-body"),
-            )
+            text = outcome.reply.text
+            head = rendered_head(text)
+            streamed = len(head) > RENDER_PIECE
+            body = Markdown("" if streamed else head, open_links=False, classes="reply-body")
+            await self.mount(Static(reply_heading(outcome), classes="reply-heading"), body)
+            if len(head) < len(text):
+                await self.mount(self._truncation_row(len(head), len(text)))
             self.outcome = outcome
+            if streamed:
+                self.run_worker(
+                    self._render_pieces(body, head),
+                    group="render",
+                    exit_on_error=False,
+                    description="render a long reply",
+                )
+            else:
+                self.rendered.set()
             return
         self.set_class(True, "failed")
         error = Content.assemble(
@@ -106,10 +172,37 @@ class ReplyEntry(Vertical):
             )
         )
         self.outcome = outcome
+        self.rendered.set()
+
+    async def _render_pieces(self, body: Markdown, text: str) -> None:
+        # Each append parses from the last block onwards and mounts what is new; awaiting it lets
+        # keys and refreshes in between. (MarkdownStream would join queued pieces into one.)
+        for piece in pieces(text):
+            await body.append(piece)
+            await asyncio.sleep(0)
+        self.rendered.set()
+
+    @staticmethod
+    def _truncation_row(shown: int, total: int) -> Horizontal:
+        note = Content.styled(
+            f"showing the first {size_text(shown)} of {size_text(total)}", DIM_STYLE
+        )
+        return Horizontal(
+            Static(note, classes="truncation-text"),
+            Button("show all", classes="show-all", compact=True),
+            classes="truncation-row",
+        )
+
+    @on(Button.Pressed, ".show-all")
+    def _show_all_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.post_message(self.ShowAllRequested(self))
 
     async def mark_retrying(self) -> None:
         """Show that the prompt is being sent again."""
+        self.app.workers.cancel_group(self, "render")
         self.outcome = None
+        self.rendered.clear()
         self.add_class("pending")
         self.remove_class("failed")
         await self.remove_children()

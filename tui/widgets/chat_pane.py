@@ -63,6 +63,7 @@ class ChatPane(Vertical):
         session: Callable[[], ChatSession],
         *,
         transcript_path: Path,
+        exports_dir: Path,
         target_label: str,
         id: str | None = None,
     ) -> None:
@@ -70,6 +71,7 @@ class ChatPane(Vertical):
         self.set_reactive(ChatPane.model, model)
         self._session = session
         self._transcript_path = transcript_path
+        self._exports_dir = exports_dir
         self._target_label = target_label
         self._fallback_ids = itertools.count(-1, -1)
         self.transcript: Transcript | None = None
@@ -248,6 +250,26 @@ class ChatPane(Vertical):
                 )
         except Exception as error:  # a full disk must not stop the chat
             self.notify(f"transcript write failed: {error}", severity="error")
+
+    # ---- long replies ----------------------------------------------------------------------
+
+    @on(ReplyEntry.ShowAllRequested)
+    def _show_all_requested(self, message: ReplyEntry.ShowAllRequested) -> None:
+        self.show_all(message.entry)
+
+    def show_all(self, entry: ReplyEntry | None = None) -> None:
+        """Open the whole of a reply (by default the latest one shown in part) in a screen."""
+        if entry is None:
+            partial = [reply for reply in self.query(ReplyEntry) if reply.truncated]
+            entry = partial[-1] if partial else None
+        reply = entry.outcome.reply if entry is not None and entry.outcome is not None else None
+        if entry is None or reply is None:
+            self.notify("no long reply to show", timeout=2)
+            return
+        from tui.widgets.reply_view import FullReplyScreen
+
+        title = f"{entry.spec.describe()} · reply to {entry.prompt[:60]!r}"
+        self.app.push_screen(FullReplyScreen(reply.text, title=title, save_dir=self._exports_dir))
 
     # ---- retry -----------------------------------------------------------------------------
 
