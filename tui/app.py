@@ -24,10 +24,12 @@ from textual.widgets import Footer
 from core.identity import APP_NAME
 from tui.messages import (
     BurstRequested,
+    FleetSampled,
     HelpRequested,
     MetricsSampled,
     ModelProblem,
     ModelStateChanged,
+    ReplicasRequested,
     ServerStateChanged,
     SessionFailed,
     SessionStarted,
@@ -54,8 +56,10 @@ from tui.widgets.panels import (
 if TYPE_CHECKING:
     from core.chat.session import ChatSession
     from core.client.monitor import ModelMonitor, ModelState
+    from core.fleet.snapshot import FleetSnapshot
     from core.metrics.stats import StatsCollector
     from tui.burst import BurstScreen
+    from tui.replicas import ReplicasScreen
 
 # What talks to servers (gRPC, numpy, protos, the batcher): loaded after the first frame.
 SERVING_MODULES = (
@@ -86,6 +90,7 @@ class DeepChatApp(App[int]):
         Binding("ctrl+r", "retry", "retry", id="retry", priority=True),
         Binding("ctrl+l", "clear_chat", "clear", id="clear_chat", priority=True),
         Binding("ctrl+e", "export_transcript", "export", id="export_transcript", priority=True),
+        Binding("f3", "replicas", "replicas", id="replicas"),
         Binding("f5", "burst", "burst", id="burst"),
         Binding("escape", "focus_prompt", "prompt", id="focus_prompt", show=False),
     ]
@@ -104,6 +109,8 @@ class DeepChatApp(App[int]):
         self._panel_timer: Timer | None = None
         self._live_started = False
         self._quitting = False
+        self.fleet_snapshot: FleetSnapshot | None = None
+        self.fleet_detail = "waiting for the servers' metrics"
         # The parts the app wires: the chat pane and the runner of its slash commands.
         self.chat = ChatPane(
             options.models[0],
@@ -197,7 +204,7 @@ class DeepChatApp(App[int]):
         self.post_message(SessionStarted(session.targets))
 
     def _start_live_loops(self) -> None:
-        from tui.live import poll_model, sample_metrics
+        from tui.live import poll_model, sample_memory
 
         session = self.ensure_session()
         if self._live_started or session.client is None:
@@ -207,11 +214,33 @@ class DeepChatApp(App[int]):
         self.run_worker(
             poll_model(lambda: self.monitor, self.post_message), name="poll-model", group="live"
         )
+        self.run_worker(sample_memory(session, self.post_message), name="memory", group="live")
         self.run_worker(
-            sample_metrics(session, lambda: self.chat.model.spec.name, self.post_message),
-            name="sample-metrics",
+            self._watch_fleet,
+            name="fleet",
             group="live",
+            thread=True,
+            exit_on_error=False,
+            description="sample the servers' metrics",
         )
+
+    def _watch_fleet(self) -> None:
+        """Thread worker: sample the fleet in its own event loop until the worker is cancelled."""
+        from textual.worker import get_current_worker
+
+        from tui.live import FleetWatch, fleet_sampler_for
+
+        worker = get_current_worker()
+        session = self.ensure_session()
+        watch = FleetWatch(
+            lambda: fleet_sampler_for(session, window_s=self.options.fleet_window_s),
+            self.post_message,
+            model_name=lambda: self.chat.model.spec.name,
+            paused=lambda: self.paused,
+            stopped=lambda: worker.is_cancelled or self._quitting,
+            interval_s=self.options.fleet_interval_s,
+        )
+        watch.run()
 
     def _new_monitor(self) -> None:
         from core.client.monitor import ModelMonitor
@@ -307,9 +336,31 @@ class DeepChatApp(App[int]):
     @on(MetricsSampled)
     @while_mounted
     def _metrics_sampled(self, message: MetricsSampled) -> None:
-        self.query_one(BatchPanel).show_server(message.server_batching, message.metrics_detail)
         note = "remote" if not self.options.embedded else "not running"
         self.query_one(MemoryPanel).show(message.console_rss, message.server_rss, note)
+
+    @on(FleetSampled)
+    @while_mounted
+    def _fleet_sampled(self, message: FleetSampled) -> None:
+        """The servers' figures go to Throughput, Latency, Batch fill and the replicas view."""
+        if message.snapshot is not None:
+            self.fleet_snapshot = message.snapshot
+        self.fleet_detail = message.detail
+        for panel in (
+            self.query_one(ThroughputPanel),
+            self.query_one(LatencyPanel),
+            self.query_one(BatchPanel),
+        ):
+            panel.show_fleet(message.snapshot, message.detail)
+        replicas = self._replicas_screen()
+        if replicas is not None:
+            replicas.show(message.snapshot, message.detail)
+
+    def _replicas_screen(self) -> ReplicasScreen | None:
+        for screen in self.screen_stack:
+            if type(screen).__name__ == "ReplicasScreen":
+                return screen  # type: ignore[return-value]
+        return None
 
     # ---- commands --------------------------------------------------------------------------
 
@@ -320,6 +371,10 @@ class DeepChatApp(App[int]):
     @on(HelpRequested)
     def _help_requested(self) -> None:
         self.action_help()
+
+    @on(ReplicasRequested)
+    def _replicas_requested(self) -> None:
+        self.action_replicas()
 
     @on(BurstRequested)
     async def _burst_requested(self, message: BurstRequested) -> None:
@@ -426,6 +481,20 @@ class DeepChatApp(App[int]):
     async def action_export_transcript(self) -> None:
         """Export this conversation as Markdown and JSONL."""
         await self.slash.run_line("/export")
+
+    def action_replicas(self) -> None:
+        """Open (or close) the replicas view."""
+        from tui.replicas import ReplicasScreen
+
+        if isinstance(self.screen, ReplicasScreen):
+            self.screen.dismiss(None)
+            return
+        if self._replicas_screen() is not None:
+            return
+        ui = self.options.config.ui
+        self.push_screen(
+            ReplicasScreen(ui.latency_warn_ms, ui.latency_crit_ms, self.fleet_snapshot)
+        )
 
     async def action_burst(self) -> None:
         """Open the burst load form."""

@@ -35,6 +35,11 @@ def console_commands(
     )
     yield SystemCommand("Clear chat", "start a new conversation", partial(run_action, "clear_chat"))
     yield SystemCommand("Retry last failed prompt", "send it again", partial(run_action, "retry"))
+    yield SystemCommand(
+        "Replicas",
+        "every replica's QPS, latency, errors, versions",
+        partial(run_action, "replicas"),
+    )
     yield SystemCommand("Burst load…", "open the burst form", partial(run_line, "/burst"))
     yield SystemCommand(
         "Compare two versions…", "answers side by side", partial(prefill, "/compare ")

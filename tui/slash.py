@@ -51,6 +51,11 @@ SLASH_COMMANDS: dict[str, SlashSpec] = {
             None,
             free_text=True,
         ),
+        SlashSpec(
+            "replicas",
+            "/replicas",
+            "every replica: up/down, QPS, p50/p99, errors, batch fill, versions (F3)",
+        ),
         SlashSpec("export", "/export [DIR]", "write this conversation as Markdown and JSONL", 0, 1),
         SlashSpec("clear", "/clear", "clear the chat pane and start a new conversation"),
         SlashSpec("help", "/help", "keys and commands"),
