@@ -111,6 +111,7 @@ class DeepChatApp(App[int]):
         self._quitting = False
         self.fleet_snapshot: FleetSnapshot | None = None
         self.fleet_detail = "waiting for the servers' metrics"
+        self._replicas: ReplicasScreen | None = None
         # The parts the app wires: the chat pane and the runner of its slash commands.
         self.chat = ChatPane(
             options.models[0],
@@ -352,15 +353,8 @@ class DeepChatApp(App[int]):
             self.query_one(BatchPanel),
         ):
             panel.show_fleet(message.snapshot, message.detail)
-        replicas = self._replicas_screen()
-        if replicas is not None:
-            replicas.show(message.snapshot, message.detail)
-
-    def _replicas_screen(self) -> ReplicasScreen | None:
-        for screen in self.screen_stack:
-            if type(screen).__name__ == "ReplicasScreen":
-                return screen  # type: ignore[return-value]
-        return None
+        if self._replicas is not None:
+            self._replicas.show(message.snapshot, message.detail)
 
     # ---- commands --------------------------------------------------------------------------
 
@@ -486,15 +480,17 @@ class DeepChatApp(App[int]):
         """Open (or close) the replicas view."""
         from tui.replicas import ReplicasScreen
 
-        if isinstance(self.screen, ReplicasScreen):
-            self.screen.dismiss(None)
-            return
-        if self._replicas_screen() is not None:
+        if self._replicas is not None:
+            if self.screen is self._replicas:
+                self._replicas.dismiss(None)
             return
         ui = self.options.config.ui
-        self.push_screen(
-            ReplicasScreen(ui.latency_warn_ms, ui.latency_crit_ms, self.fleet_snapshot)
-        )
+        self._replicas = ReplicasScreen(ui.latency_warn_ms, ui.latency_crit_ms, self.fleet_snapshot)
+
+        def closed(_: None) -> None:
+            self._replicas = None
+
+        self.push_screen(self._replicas, callback=closed)
 
     async def action_burst(self) -> None:
         """Open the burst load form."""

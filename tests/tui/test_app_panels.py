@@ -229,3 +229,25 @@ async def test_a_session_that_cannot_start_is_shown_not_raised(
         assert "UNAVAILABLE" in panel_text(app, ModelPanel)
         assert all(panel.has_class("-down") for panel in app.panels())
         assert any("exporting the demo model failed" in n.message for n in app._notifications)
+
+
+def test_server_figures_not_exported_or_not_measured_yet_are_said_never_zero() -> None:
+    import dataclasses
+
+    from core.fleet.snapshot import ServerFigures
+
+    snapshot = fleet_snapshot(down=None)
+    batching = ":tensorflow:serving:batching_session:processed_batch_size"
+    unbatched = dataclasses.replace(
+        snapshot, fleet=ServerFigures(window_s=5.0, qps=60.0, not_exported=(batching,))
+    )
+    batch_panel = BatchPanel()
+    batch_panel.fleet.take(unbatched, "")
+    assert "server n/a (not exported)" in str(batch_panel.lines(60)[1])
+    first = dataclasses.replace(snapshot, fleet=ServerFigures())  # one sample: no rates yet
+    throughput = ThroughputPanel()
+    throughput.fleet.take(first, "")
+    assert "servers QPS measuring…  up 4/4" in str(throughput.lines(60)[0])
+    latency = LatencyPanel(100.0, 500.0)
+    latency.fleet.take(first, "")
+    assert "servers measuring…" in str(latency.lines(60)[0])

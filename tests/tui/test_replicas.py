@@ -63,6 +63,11 @@ async def test_f3_opens_the_replicas_view_and_rows_are_diffed(
         await wait_for(pilot, lambda: table.row_count == 3)
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, ReplicasScreen))
+        # F3 toggles: open again, then F3 closes it.
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReplicasScreen))
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ReplicasScreen))
 
 
 async def test_slash_replicas_opens_the_view_before_any_sample(

@@ -105,11 +105,10 @@ class FleetView:
             return self.detail
         if family in figures.not_exported:
             return "not exported"
-        if (
-            figures.metrics_error
-            and self.snapshot
-            and not any(row.figures.window_s for row in self.snapshot.replicas)
-        ):
+        rows = self.snapshot.replicas if self.snapshot is not None else ()
+        if not rows:
+            return "no replicas"
+        if all(row.figures.metrics_error for row in rows):
             return "metrics unreachable"
         if figures.window_s is None:
             return "measuring…"
