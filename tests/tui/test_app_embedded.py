@@ -80,6 +80,10 @@ async def test_embedded_start_up_chat_and_shutdown(
         outcome = answered(app)[0].outcome
         assert outcome is not None and outcome.ok and outcome.served_version == 2
         await wait_for(pilot, lambda: app.query_one(MemoryPanel).server_rss is not None, 10)
+        # The embedded server is the fleet's one replica, local, so its RSS is known too.
+        await wait_for(pilot, lambda: app.fleet_snapshot is not None, 10)
+        assert app.fleet_snapshot is not None and app.fleet_snapshot.all_up
+        assert app.fleet_snapshot.replicas[0].address == app.session.targets[0]
         assert (tmp_path / "data" / "server.log").exists()
         await pilot.press("ctrl+q")
         await wait_for(pilot, lambda: not app.is_running, 30)
