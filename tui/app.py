@@ -25,10 +25,12 @@ from core.identity import APP_NAME
 from tui.keys import KEY_ACTIONS
 from tui.messages import (
     BurstRequested,
+    FleetSampled,
     HelpRequested,
     MetricsSampled,
     ModelProblem,
     ModelStateChanged,
+    ReplicasRequested,
     ServerStateChanged,
     SessionFailed,
     SessionStarted,
@@ -55,8 +57,10 @@ from tui.widgets.panels import (
 if TYPE_CHECKING:
     from core.chat.session import ChatSession
     from core.client.monitor import ModelMonitor, ModelState
+    from core.fleet.snapshot import FleetSnapshot
     from core.metrics.stats import StatsCollector
     from tui.burst import BurstScreen
+    from tui.replicas import ReplicasScreen
 
 # What talks to servers (gRPC, numpy, protos, the batcher): loaded after the first frame.
 SERVING_MODULES = (
@@ -103,6 +107,9 @@ class DeepChatApp(App[int]):
         self._panel_timer: Timer | None = None
         self._live_started = False
         self._quitting = False
+        self.fleet_snapshot: FleetSnapshot | None = None
+        self.fleet_detail = "waiting for the servers' metrics"
+        self._replicas: ReplicasScreen | None = None
         # The parts the app wires: the chat pane and the runner of its slash commands.
         self.chat = ChatPane(
             options.models[0],
@@ -197,7 +204,7 @@ class DeepChatApp(App[int]):
         self.post_message(SessionStarted(session.targets))
 
     def _start_live_loops(self) -> None:
-        from tui.live import poll_model, sample_metrics
+        from tui.live import poll_model, sample_memory
 
         session = self.ensure_session()
         if self._live_started or session.client is None:
@@ -207,11 +214,33 @@ class DeepChatApp(App[int]):
         self.run_worker(
             poll_model(lambda: self.monitor, self.post_message), name="poll-model", group="live"
         )
+        self.run_worker(sample_memory(session, self.post_message), name="memory", group="live")
         self.run_worker(
-            sample_metrics(session, lambda: self.chat.model.spec.name, self.post_message),
-            name="sample-metrics",
+            self._watch_fleet,
+            name="fleet",
             group="live",
+            thread=True,
+            exit_on_error=False,
+            description="sample the servers' metrics",
         )
+
+    def _watch_fleet(self) -> None:
+        """Thread worker: sample the fleet in its own event loop until the worker is cancelled."""
+        from textual.worker import get_current_worker
+
+        from tui.live import FleetWatch, fleet_sampler_for
+
+        worker = get_current_worker()
+        session = self.ensure_session()
+        watch = FleetWatch(
+            lambda: fleet_sampler_for(session, window_s=self.options.fleet_window_s),
+            self.post_message,
+            model_name=lambda: self.chat.model.spec.name,
+            paused=lambda: self.paused,
+            stopped=lambda: worker.is_cancelled or self._quitting,
+            interval_s=self.options.fleet_interval_s,
+        )
+        watch.run()
 
     def _new_monitor(self) -> None:
         from core.client.monitor import ModelMonitor
@@ -307,9 +336,24 @@ class DeepChatApp(App[int]):
     @on(MetricsSampled)
     @while_mounted
     def _metrics_sampled(self, message: MetricsSampled) -> None:
-        self.query_one(BatchPanel).show_server(message.server_batching, message.metrics_detail)
         note = "remote" if not self.options.embedded else "not running"
         self.query_one(MemoryPanel).show(message.console_rss, message.server_rss, note)
+
+    @on(FleetSampled)
+    @while_mounted
+    def _fleet_sampled(self, message: FleetSampled) -> None:
+        """The servers' figures go to Throughput, Latency, Batch fill and the replicas view."""
+        if message.snapshot is not None:
+            self.fleet_snapshot = message.snapshot
+        self.fleet_detail = message.detail
+        for panel in (
+            self.query_one(ThroughputPanel),
+            self.query_one(LatencyPanel),
+            self.query_one(BatchPanel),
+        ):
+            panel.show_fleet(message.snapshot, message.detail)
+        if self._replicas is not None:
+            self._replicas.show(message.snapshot, message.detail)
 
     # ---- commands --------------------------------------------------------------------------
 
@@ -320,6 +364,10 @@ class DeepChatApp(App[int]):
     @on(HelpRequested)
     def _help_requested(self) -> None:
         self.action_help()
+
+    @on(ReplicasRequested)
+    def _replicas_requested(self) -> None:
+        self.action_replicas()
 
     @on(BurstRequested)
     async def _burst_requested(self, message: BurstRequested) -> None:
@@ -426,6 +474,22 @@ class DeepChatApp(App[int]):
     async def action_export_transcript(self) -> None:
         """Export this conversation as Markdown and JSONL."""
         await self.slash.run_line("/export")
+
+    def action_replicas(self) -> None:
+        """Open (or close) the replicas view."""
+        from tui.replicas import ReplicasScreen
+
+        if self._replicas is not None:
+            if self.screen is self._replicas:
+                self._replicas.dismiss(None)
+            return
+        ui = self.options.config.ui
+        self._replicas = ReplicasScreen(ui.latency_warn_ms, ui.latency_crit_ms, self.fleet_snapshot)
+
+        def closed(_: None) -> None:
+            self._replicas = None
+
+        self.push_screen(self._replicas, callback=closed)
 
     async def action_burst(self) -> None:
         """Open the burst load form."""

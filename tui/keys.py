@@ -28,6 +28,7 @@ KEY_ACTIONS: tuple[KeyAction, ...] = (
     KeyAction("retry", "ctrl+r", "retry", priority=True),
     KeyAction("clear_chat", "ctrl+l", "clear", priority=True),
     KeyAction("export_transcript", "ctrl+e", "export", priority=True),
+    KeyAction("replicas", "f3", "replicas"),
     KeyAction("burst", "f5", "burst"),
     KeyAction("focus_prompt", "escape", "prompt", show=False),
 )

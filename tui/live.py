@@ -1,4 +1,5 @@
-"""The console's background loops: model polling with reconnect backoff, metrics and memory.
+"""The console's background loops: model polling with reconnect backoff, the fleet's figures
+and memory.
 
 They run as Textual workers and only post messages (never touch widgets), so they take a
 ``post`` callable rather than the app.
@@ -7,16 +8,26 @@ They run as Textual workers and only post messages (never touch widgets), so the
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
 from core.chat.session import ChatSession
 from core.client.errors import is_unreachable
 from core.client.monitor import Backoff, ModelMonitor, process_rss_bytes
-from core.client.scrape import MetricsScraper, ScrapeError, ServerMetrics, server_batching
 from core.client.serving import ServingError
-from tui.messages import MetricsSampled, ModelProblem, ModelStateChanged, ServerStateChanged
+from tui.messages import (
+    FleetSampled,
+    MetricsSampled,
+    ModelProblem,
+    ModelStateChanged,
+    ServerStateChanged,
+)
+
+if TYPE_CHECKING:
+    from core.fleet.sampler import FleetSampler
 
 
 async def poll_model(
@@ -51,46 +62,100 @@ async def poll_model(
         await asyncio.sleep(delay)
 
 
-async def sample_metrics(
+async def sample_memory(
     session: ChatSession,
-    get_model_name: Callable[[], str],
     post: Callable[[Message], object],
     *,
     interval_s: float = 1.0,
 ) -> None:
-    """Scrape the server's batching metrics and sample memory, once per interval, forever."""
+    """Sample the console's and the embedded server's memory, once per interval, forever."""
+    while True:
+        pid = session.server_pid
+        server_rss = await asyncio.to_thread(process_rss_bytes, pid) if pid else None
+        post(MetricsSampled(process_rss_bytes(), server_rss))
+        await asyncio.sleep(interval_s)
+
+
+def fleet_sampler_for(session: ChatSession, *, window_s: float) -> FleetSampler:
+    """The sampler of the servers the session talks to: the embedded one, or the targets with
+    their configured metrics URLs, max batch sizes and Prometheus. ValueError when none."""
+    from core.fleet.setup import fleet_sampler
+
     config = session.config
-    url = session.metrics_url
-    scraper = MetricsScraper(url) if url else None
-    previous: ServerMetrics | None = None
-    try:
-        while True:
-            batching = None
-            detail = "no REST port configured"
-            if scraper is not None:
-                try:
-                    current = await scraper.scrape()
-                except ScrapeError:
-                    detail = "metrics unreachable"
-                else:
-                    if current is None:
-                        detail = "server exposes no metrics"
+    tfs = config.model_serving.tensorflow_serving
+    if session.server is not None:
+        metrics = session.metrics_url
+        return fleet_sampler(
+            config,
+            targets=session.targets,
+            metrics_urls=(metrics,) if metrics else (),
+            max_batch_sizes=(config.embedded.max_batch_size,),
+            window_s=window_s,
+        )
+    metrics_urls = tuple(tfs.metrics_urls)
+    if not metrics_urls and len(session.targets) == 1 and session.metrics_url:
+        metrics_urls = (session.metrics_url,)  # one server whose REST URL was given
+    return fleet_sampler(
+        config,
+        targets=session.targets,
+        metrics_urls=metrics_urls,
+        max_batch_sizes=tfs.max_batch_sizes,
+        prometheus_url=tfs.prometheus_url,
+        window_s=window_s,
+    )
+
+
+class FleetWatch:
+    """Samples the fleet on a timer rescheduled after each sample (never two at once), in its
+    own thread and event loop so parsing a large fleet's metrics never blocks the UI.
+
+    `run` is a thread worker's body; it posts FleetSampled and stops when `stopped()` says so.
+    """
+
+    def __init__(
+        self,
+        make_sampler: Callable[[], FleetSampler],
+        post: Callable[[Message], object],
+        *,
+        model_name: Callable[[], str],
+        paused: Callable[[], bool],
+        stopped: Callable[[], bool],
+        interval_s: float = 1.0,
+    ) -> None:
+        self.make_sampler = make_sampler
+        self.post = post
+        self.model_name = model_name
+        self.paused = paused
+        self.stopped = stopped
+        self.interval_s = interval_s
+        self.samples = 0
+
+    def run(self) -> None:
+        """Sample until stopped (blocks: run it in a thread)."""
+        asyncio.run(self._loop())
+
+    async def _loop(self) -> None:
+        try:
+            sampler = self.make_sampler()
+        except ValueError as error:
+            self.post(FleetSampled(None, str(error)))
+            return
+        try:
+            while not self.stopped():
+                started = time.monotonic()
+                if not self.paused():
+                    sampler.model_name = self.model_name()
+                    try:
+                        snapshot = await sampler.sample()
+                    except Exception as error:  # a sampler bug must not end the watch
+                        self.post(FleetSampled(None, f"sampling failed: {error}"))
                     else:
-                        batching = server_batching(
-                            current,
-                            previous,
-                            model_name=get_model_name(),
-                            max_batch_size=config.embedded.max_batch_size,
-                        )
-                        previous = current
-                        if batching.batch_size_mean is None:
-                            detail = "no server batching"
-                            batching = None
-            pid = session.server_pid
-            server_rss = await asyncio.to_thread(process_rss_bytes, pid) if pid else None
-            console_rss = process_rss_bytes()
-            post(MetricsSampled(batching, detail, console_rss, server_rss))
-            await asyncio.sleep(interval_s)
-    finally:
-        if scraper is not None:
-            await scraper.close()
+                        self.samples += 1
+                        self.post(FleetSampled(snapshot))
+                # The next sample is due one interval after this one started, never sooner
+                # than this one ended; checked often so quitting is quick.
+                due = started + self.interval_s
+                while not self.stopped() and time.monotonic() < due:
+                    await asyncio.sleep(min(0.1, max(due - time.monotonic(), 0.0)))
+        finally:
+            await sampler.close()

@@ -23,6 +23,19 @@ def _parser(prog: str, description: str, *, chat: bool) -> argparse.ArgumentPars
         )
         parser.add_argument("--model", metavar="NAME", help="model name to chat with")
         parser.add_argument("--signature", metavar="S", help="signature name (serving_default)")
+    parser.add_argument(
+        "--metrics",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a replica's Prometheus metrics URL, repeated in the order of --target "
+        "(default: each target's host, rest_port and metrics_path)",
+    )
+    parser.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="read the servers' figures from this Prometheus server (PromQL) instead",
+    )
     parser.add_argument("--config", type=Path, metavar="F", help="config file (config.yaml)")
     parser.add_argument(
         "--data-dir", type=Path, metavar="DIR", help="where the transcript and exports live"
@@ -68,8 +81,14 @@ def _run(
     from tui.keys import default_keys
     from tui.options import build_options
 
-    # Targets go through the config loader, which validates them like the file's own.
-    overrides = {"model_serving.tensorflow_serving.targets": list(targets)} if targets else {}
+    # Targets and metrics URLs go through the config loader, which validates them like the
+    # file's own.
+    section = "model_serving.tensorflow_serving"
+    overrides: dict[str, object] = {f"{section}.targets": list(targets)} if targets else {}
+    if args.metrics:
+        overrides[f"{section}.metrics_urls"] = list(args.metrics)
+    if args.prometheus:
+        overrides[f"{section}.prometheus_url"] = args.prometheus
     try:
         loaded = load_config(
             args.config,

@@ -13,7 +13,7 @@ from textual.message import Message
 if TYPE_CHECKING:
     from core.chat.session import ChatOutcome
     from core.client.monitor import ModelState
-    from core.client.scrape import ServerBatching
+    from core.fleet.snapshot import FleetSnapshot
 
 
 class ServerStateChanged(Message):
@@ -50,20 +50,25 @@ class ModelStateChanged(Message):
 
 
 class MetricsSampled(Message):
-    """Server metrics and memory, sampled off the UI thread."""
+    """Memory of the console and of the embedded server, sampled off the UI thread."""
 
-    def __init__(
-        self,
-        server_batching: ServerBatching | None,
-        metrics_detail: str,
-        console_rss: int | None,
-        server_rss: int | None,
-    ) -> None:
+    def __init__(self, console_rss: int | None, server_rss: int | None) -> None:
         super().__init__()
-        self.server_batching = server_batching
-        self.metrics_detail = metrics_detail
         self.console_rss = console_rss
         self.server_rss = server_rss
+
+
+class FleetSampled(Message):
+    """One sample of the servers' own figures (None with a detail when there is none)."""
+
+    def __init__(self, snapshot: FleetSnapshot | None, detail: str = "") -> None:
+        super().__init__()
+        self.snapshot = snapshot
+        self.detail = detail
+
+
+class ReplicasRequested(Message):
+    """Someone asked for the replicas view (/replicas)."""
 
 
 class ChatAnswered(Message):

@@ -66,6 +66,9 @@ class ConsoleOptions:
     connect: bool = True
     clock: Callable[[], str] = wall_clock
     debug: bool = False
+    # The servers' figures: sampled every fleet_interval_s, rates over the last fleet_window_s.
+    fleet_interval_s: float = 1.0
+    fleet_window_s: float = 5.0
 
     @property
     def transcript_path(self) -> Path:

@@ -38,6 +38,11 @@ def console_commands(
     yield SystemCommand(
         "Show the whole long reply", "the latest reply cut at 16 KB", partial(run_line, "/full")
     )
+    yield SystemCommand(
+        "Replicas",
+        "every replica's QPS, latency, errors, versions",
+        partial(run_action, "replicas"),
+    )
     yield SystemCommand("Burst load…", "open the burst form", partial(run_line, "/burst"))
     yield SystemCommand(
         "Compare two versions…", "answers side by side", partial(prefill, "/compare ")

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tui.messages import BurstRequested, HelpRequested
+from tui.messages import BurstRequested, HelpRequested, ReplicasRequested
 from tui.options import ConsoleOptions
 from tui.slash import SLASH_COMMANDS, SlashCommand, SlashError, parse_slash, parse_version
 from tui.widgets.chat_pane import ChatPane
@@ -44,6 +44,7 @@ class SlashRunner:
             "compare": self.compare,
             "burst": self.burst,
             "full": self.full,
+            "replicas": self.replicas,
             "export": self.export,
             "clear": self.clear,
             "help": self.help,
@@ -134,7 +135,7 @@ class SlashRunner:
             dataclasses.replace(current, spec=spec), f"chat uses signature {signature}"
         )
 
-    # ---- compare, burst, help --------------------------------------------------------------
+    # ---- compare, burst, replicas, help ------------------------------------------------------
 
     async def compare(self, command: SlashCommand) -> None:
         """/compare V1 V2 [PROMPT]: one prompt to two versions, side by side."""
@@ -154,6 +155,10 @@ class SlashRunner:
     async def burst(self, command: SlashCommand) -> None:
         """/burst [ARGS]: the burst load screen; arguments start a run at once."""
         self.chat.post_message(BurstRequested(command.rest.strip()))
+
+    async def replicas(self, command: SlashCommand) -> None:
+        """/replicas: the replicas view."""
+        self.chat.post_message(ReplicasRequested())
 
     async def help(self, command: SlashCommand) -> None:
         """/help: keys and commands."""

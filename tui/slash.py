@@ -52,6 +52,11 @@ SLASH_COMMANDS: dict[str, SlashSpec] = {
             free_text=True,
         ),
         SlashSpec("full", "/full", "the whole of the latest long reply (scrolls; s saves it)"),
+        SlashSpec(
+            "replicas",
+            "/replicas",
+            "every replica: up/down, QPS, p50/p99, errors, batch fill, versions (F3)",
+        ),
         SlashSpec("export", "/export [DIR]", "write this conversation as Markdown and JSONL", 0, 1),
         SlashSpec("clear", "/clear", "clear the chat pane and start a new conversation"),
         SlashSpec("help", "/help", "keys and commands"),

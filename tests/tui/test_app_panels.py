@@ -8,15 +8,21 @@ from collections.abc import Callable
 import grpc
 
 from core.client.monitor import Backoff, ModelMonitor, ModelState
-from core.client.scrape import ServerBatching
 from core.client.serving import VersionStatus
 from core.metrics.stats import StatsCollector
 from tests.fixtures.fault_servicer import FaultServer
+from tests.fixtures.fleet import fleet_snapshot
 from tests.tui.conftest import chat_behaviour, frozen_stats, wait_for
 from tests.tui.test_app_chat import answered, send
 from tui.app import DeepChatApp
 from tui.live import poll_model
-from tui.messages import MetricsSampled, ModelProblem, ModelStateChanged, ServerStateChanged
+from tui.messages import (
+    FleetSampled,
+    MetricsSampled,
+    ModelProblem,
+    ModelStateChanged,
+    ServerStateChanged,
+)
 from tui.widgets.panels import (
     BatchPanel,
     BurstPanel,
@@ -142,14 +148,14 @@ async def test_pause_freezes_panels_until_resumed(app_factory: Callable[..., Dee
     stats, _ = frozen_stats()
     app = app_factory(stats=stats)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_for(pilot, lambda: "no errors in 0 requests" in panel_text(app, ThroughputPanel))
+        await wait_for(pilot, lambda: "no errors in 0" in panel_text(app, ThroughputPanel))
         await pilot.press("ctrl+o")
         assert app.paused
         load(stats, 5, 0.002)
         await pilot.pause(0.6)  # more than two refresh periods at 4 Hz
-        assert "no errors in 0 requests" in panel_text(app, ThroughputPanel)
+        assert "no errors in 0" in panel_text(app, ThroughputPanel)
         await pilot.press("f2")
-        await wait_for(pilot, lambda: "no errors in 5 requests" in panel_text(app, ThroughputPanel))
+        await wait_for(pilot, lambda: "no errors in 5" in panel_text(app, ThroughputPanel))
 
 
 async def test_metrics_memory_and_problems_from_messages(
@@ -157,18 +163,17 @@ async def test_metrics_memory_and_problems_from_messages(
 ) -> None:
     app = app_factory()
     async with app.run_test(size=(160, 48)) as pilot:
-        assert "server n/a (waiting for metrics)" in panel_text(app, BatchPanel)
-        app.post_message(
-            MetricsSampled(ServerBatching(61.0, 128, 0.4), "", 82 * 2**20, 610 * 2**20)
-        )
-        await wait_for(pilot, lambda: "server 61.0 / 128" in panel_text(app, BatchPanel))
+        assert "server n/a (waiting for the servers' metrics)" in panel_text(app, BatchPanel)
+        app.post_message(FleetSampled(fleet_snapshot()))
+        app.post_message(MetricsSampled(82 * 2**20, 610 * 2**20))
+        await wait_for(pilot, lambda: "server 21.4 / 32" in panel_text(app, BatchPanel))
         assert "queueing 0.40 ms" in panel_text(app, BatchPanel)
+        assert "servers QPS 1,816  up 3/4  RESOURCE_EXHAUSTED 3" in panel_text(app, ThroughputPanel)
+        assert "servers p50 3.1  p99 95  bucketed 5 s" in panel_text(app, LatencyPanel)
         assert "console 82 MB" in panel_text(app, MemoryPanel)
         assert "server  610 MB" in panel_text(app, MemoryPanel)
-        app.post_message(MetricsSampled(None, "server exposes no metrics", None, None))
-        await wait_for(
-            pilot, lambda: "n/a (server exposes no metrics)" in panel_text(app, BatchPanel)
-        )
+        app.post_message(FleetSampled(None, "nothing to sample"))
+        await wait_for(pilot, lambda: "n/a (nothing to sample)" in panel_text(app, BatchPanel))
         app.post_message(ModelProblem("NOT_FOUND", "Servable not found for request: Latest(x)"))
         await wait_for(pilot, lambda: "NOT_FOUND" in panel_text(app, ModelPanel))
         state = ModelState(
@@ -224,3 +229,25 @@ async def test_a_session_that_cannot_start_is_shown_not_raised(
         assert "UNAVAILABLE" in panel_text(app, ModelPanel)
         assert all(panel.has_class("-down") for panel in app.panels())
         assert any("exporting the demo model failed" in n.message for n in app._notifications)
+
+
+def test_server_figures_not_exported_or_not_measured_yet_are_said_never_zero() -> None:
+    import dataclasses
+
+    from core.fleet.snapshot import ServerFigures
+
+    snapshot = fleet_snapshot(down=None)
+    batching = ":tensorflow:serving:batching_session:processed_batch_size"
+    unbatched = dataclasses.replace(
+        snapshot, fleet=ServerFigures(window_s=5.0, qps=60.0, not_exported=(batching,))
+    )
+    batch_panel = BatchPanel()
+    batch_panel.fleet.take(unbatched, "")
+    assert "server n/a (not exported)" in str(batch_panel.lines(60)[1])
+    first = dataclasses.replace(snapshot, fleet=ServerFigures())  # one sample: no rates yet
+    throughput = ThroughputPanel()
+    throughput.fleet.take(first, "")
+    assert "servers QPS measuring…  up 4/4" in str(throughput.lines(60)[0])
+    latency = LatencyPanel(100.0, 500.0)
+    latency.fleet.take(first, "")
+    assert "servers measuring…" in str(latency.lines(60)[0])

@@ -90,6 +90,34 @@ def test_bad_target_and_missing_token_are_usage_errors(
     assert "DEEPCHAT_TEST_TOKEN_THAT_IS_UNSET" in capsys.readouterr().err
 
 
+def test_metrics_and_prometheus_flags_reach_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import tui.app
+
+    seen = {}
+
+    class NotRun:
+        def __init__(self, options: object) -> None:
+            seen["options"] = options
+            self.session = None
+            self.return_code = 0
+
+        def run(self) -> None:
+            pass
+
+    monkeypatch.setattr(tui.app, "DeepChatApp", NotRun)
+    args = ["--data-dir", str(tmp_path), "--target", "a:8500", "--target", "b:8500"]
+    metrics = ["--metrics", "http://a:9/m", "--metrics", "http://b:9/m"]
+    assert chat_main([*args, *metrics, "--prometheus", "http://prom:9090"]) == 0
+    tfs = seen["options"].config.model_serving.tensorflow_serving  # type: ignore[attr-defined]
+    assert tfs.metrics_urls == ["http://a:9/m", "http://b:9/m"]
+    assert tfs.prometheus_url == "http://prom:9090"
+    # One URL per target, in their order: a count that does not match is a usage error.
+    assert chat_main([*args, "--metrics", "http://a:9/m"]) == 2
+    assert "metrics_urls" in capsys.readouterr().err
+
+
 def test_build_options_from_config_and_flags(tmp_path: Path) -> None:
     embedded = build_options(Config(), data_dir=tmp_path)
     assert embedded.embedded and embedded.targets == () and embedded.rest_url is None

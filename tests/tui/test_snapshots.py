@@ -7,6 +7,8 @@ draws the same screen. Update with `pytest tests/tui/test_snapshots.py --snapsho
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,11 +20,17 @@ from textual.widgets import Input
 from core.chat.adapters import ChatReply
 from core.chat.session import ChatOutcome, failure
 from core.client.monitor import ModelState
-from core.client.scrape import ServerBatching
 from core.client.serving import ModelMetadata, ModelSpec, SignatureInfo, TensorInfo, VersionStatus
+from tests.fixtures.fleet import fleet_snapshot
 from tests.tui.conftest import frozen_stats, offline_options, wait_for
 from tui.app import DeepChatApp
-from tui.messages import ChatAnswered, MetricsSampled, ModelStateChanged, ServerStateChanged
+from tui.messages import (
+    ChatAnswered,
+    FleetSampled,
+    MetricsSampled,
+    ModelStateChanged,
+    ServerStateChanged,
+)
 from tui.widgets.chat import ReplyEntry
 
 SnapCompare = Callable[..., bool]
@@ -126,8 +134,13 @@ async def model_two_versions(app: DeepChatApp) -> None:
 
 
 async def server_metrics(app: DeepChatApp) -> None:
-    """Server batching and memory as the metrics worker reports them."""
-    app.post_message(MetricsSampled(ServerBatching(21.4, 32, 0.42), "", 88 * 2**20, 612 * 2**20))
+    """The servers' figures and memory as the fleet and memory workers report them."""
+    snapshot = fleet_snapshot()
+    for second in range(60):  # a minute of samples draws the servers' sparkline
+        qps = 1800 + 400 * math.sin(second / 7)
+        fleet = dataclasses.replace(snapshot.fleet, qps=qps if second < 59 else 1815.7)
+        app.post_message(FleetSampled(dataclasses.replace(snapshot, fleet=fleet)))
+    app.post_message(MetricsSampled(88 * 2**20, 612 * 2**20))
 
 
 async def error_inline(app: DeepChatApp) -> None:
@@ -189,3 +202,24 @@ def test_narrow_terminal_under_load(snap_compare: SnapCompare, tmp_path: Path) -
         terminal_size=NARROW,
         run_before=run_before(model_two_versions, server_metrics, conversation, error_inline),
     )
+
+
+async def replicas_view(app: DeepChatApp) -> None:
+    """The replicas view of four replicas: one rolling out v3, one down, one slow."""
+    app.post_message(FleetSampled(fleet_snapshot()))
+    await wait_for_pilotless(lambda: app.fleet_snapshot is not None)
+    app.action_replicas()
+
+
+async def wait_for_pilotless(condition: Callable[[], bool]) -> None:
+    """Yield to the app's loop until condition() holds (its messages get handled)."""
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met")
+
+
+def test_replicas_view(snap_compare: SnapCompare, tmp_path: Path) -> None:
+    app = DeepChatApp(offline_options(tmp_path), stats=frozen_stats()[0])
+    assert snap_compare(app, terminal_size=WIDE, run_before=run_before(replicas_view))

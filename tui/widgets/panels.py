@@ -1,12 +1,14 @@
 """The live ops panels: throughput, latency, batch fill, model, burst and memory.
 
 Each panel keeps the last data it was given and renders it to fit its width; the app feeds them
-from one StatsSnapshot per refresh and from worker messages. A panel only repaints when what it
+from one StatsSnapshot per refresh (the console's own traffic) and from worker messages (the
+servers' own figures, a FleetSnapshot). A panel only repaints when what it
 would draw changed.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -15,7 +17,7 @@ from textual.widget import Widget
 
 if TYPE_CHECKING:
     from core.client.monitor import ModelState
-    from core.client.scrape import ServerBatching
+    from core.fleet.snapshot import FleetSnapshot, ServerFigures
     from core.load.burst import BurstProgress
     from core.metrics.latency import LatencySummary
     from core.metrics.stats import StatsSnapshot
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 from tui.format import (
     CRIT_STYLE,
     DIM_STYLE,
+    OK_STYLE,
     VERSION_STATE_STYLES,
     bar,
     format_bytes,
@@ -73,116 +76,253 @@ def _dim(text: str) -> Content:
     return Content.styled(text, DIM_STYLE)
 
 
+REQUEST_COUNT = ":tensorflow:serving:request_count"
+REQUEST_LATENCY = ":tensorflow:serving:request_latency"
+PROCESSED_BATCH_SIZE = ":tensorflow:serving:batching_session:processed_batch_size"
+
+
+class FleetView:
+    """What the Throughput, Latency and Batch panels know of the servers' side."""
+
+    def __init__(self) -> None:
+        self.snapshot: FleetSnapshot | None = None
+        self.detail = "waiting for the servers' metrics"
+
+    def take(self, snapshot: FleetSnapshot | None, detail: str) -> None:
+        """Keep a new sample (None with a detail saying why there is none)."""
+        self.snapshot = snapshot
+        self.detail = detail
+
+    @property
+    def figures(self) -> ServerFigures | None:
+        """The fleet's figures, None before the first sample."""
+        return self.snapshot.fleet if self.snapshot is not None else None
+
+    def missing(self, family: str) -> str:
+        """Why a figure from this metric family is not shown: not exported, measuring, ..."""
+        figures = self.figures
+        if figures is None:
+            return self.detail
+        if family in figures.not_exported:
+            return "not exported"
+        rows = self.snapshot.replicas if self.snapshot is not None else ()
+        if not rows:
+            return "no replicas"
+        if all(row.figures.metrics_error for row in rows):
+            return "metrics unreachable"
+        if figures.window_s is None:
+            return "measuring…"
+        return "no requests"
+
+
+def _fit(width: int, *candidates: Content) -> Content:
+    """The first candidate that fits the width, else the last one cut with an ellipsis."""
+    for candidate in candidates:
+        if candidate.cell_length <= width:
+            return candidate
+    return candidates[-1].truncate(width, ellipsis=True)
+
+
+def _errors_content(errors: dict[str, float] | dict[str, int]) -> Content:
+    ordered = sorted(errors.items(), key=lambda item: (-item[1], item[0]))
+    return Content.assemble(
+        *(
+            Content.assemble(
+                "  " if index else "", Content.styled(code, CRIT_STYLE), f" {count:,.0f}"
+            )
+            for index, (code, count) in enumerate(ordered)
+        )
+    )
+
+
 class ThroughputPanel(Panel):
-    """QPS with a sparkline, success rate, in-flight requests and errors by code."""
+    """The servers' QPS (fleet total) with its sparkline and errors, the console's own beside it."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("Throughput", id=id)
         self.snapshot: StatsSnapshot | None = None
+        self.fleet = FleetView()
+        self.server_history: deque[float] = deque(maxlen=300)
 
     def show(self, snapshot: StatsSnapshot) -> None:
-        """Take a new stats snapshot."""
+        """Take a new stats snapshot (the console's traffic)."""
         self.snapshot = snapshot
         self.changed()
 
-    def lines(self, width: int) -> Sequence[Content | str]:
+    def show_fleet(self, snapshot: FleetSnapshot | None, detail: str = "") -> None:
+        """Take a new fleet sample (the servers' traffic)."""
+        self.fleet.take(snapshot, detail)
+        if snapshot is not None and snapshot.fleet.qps is not None:
+            self.server_history.append(snapshot.fleet.qps)
+        self.changed()
+
+    def _servers_line(self, width: int) -> Content:
+        fleet = self.fleet
+        figures = fleet.figures
+        label = _dim("servers ")
+        if fleet.snapshot is None or figures is None:
+            return _fit(width, Content.assemble(label, _dim(fleet.detail)))
+        rows = fleet.snapshot.replicas
+        up = sum(row.up for row in rows)
+        up_pair = ("up", f"{up}/{len(rows)}", OK_STYLE if up == len(rows) else f"bold {CRIT_STYLE}")
+        if figures.qps is None:
+            return _fit(
+                width,
+                Content.assemble(
+                    label, _dim(f"QPS {fleet.missing(REQUEST_COUNT)}  "), labelled([up_pair])
+                ),
+            )
+        rate = labelled([("QPS", format_rate(figures.qps), "bold"), up_pair])
+        line = Content.assemble(label, rate)
+        if figures.errors:
+            # Narrow panels keep the error codes and drop the label first.
+            errors = _errors_content(dict(figures.errors))
+            return _fit(
+                width,
+                Content.assemble(line, "  ", errors),
+                Content.assemble(rate, "  ", errors),
+            )
+        return _fit(width, line)
+
+    def _console_line(self, width: int) -> Content:
         snapshot = self.snapshot
+        label = _dim("console ")
         if snapshot is None:
-            return [_dim("no requests yet")]
-        rate_pair = ("QPS", format_rate(snapshot.qps), "bold")
-        ok_pair = (
-            "ok",
-            format_percent(snapshot.success_rate),
-            success_style(snapshot.success_rate),
+            return Content.assemble(label, _dim("no requests yet"))
+        pairs = [
+            ("QPS", format_rate(snapshot.qps), "bold"),
+            ("ok", format_percent(snapshot.success_rate), success_style(snapshot.success_rate)),
+            ("in flight", str(snapshot.in_flight), "bold" if snapshot.in_flight else ""),
+        ]
+        tail = (
+            _errors_content(snapshot.errors_by_code)
+            if snapshot.errors_by_code
+            else _dim(f"no errors in {snapshot.requests_total:,}")
         )
-        flight_pair = ("in flight", str(snapshot.in_flight), "bold" if snapshot.in_flight else "")
-        first = labelled([rate_pair, ok_pair, flight_pair])
-        # Narrow panels move the in-flight count to the errors line rather than cropping it.
-        flight_first = first.cell_length > width
-        if flight_first:
-            first = labelled([rate_pair, ok_pair])
-        history = snapshot.qps_history
+        # Narrow panels drop the in-flight count first, then the error summary (unless errors).
+        for shown, with_tail in (
+            (pairs, True),
+            (pairs[:2], True),
+            (pairs[:1], True),
+            (pairs[:2], False),
+        ):
+            line = Content.assemble(label, labelled(shown))
+            if with_tail:
+                line = Content.assemble(line, "  ", tail)
+            if line.cell_length <= width:
+                break
+        return _fit(width, line)
+
+    def lines(self, width: int) -> Sequence[Content | str]:
+        servers = self.fleet.snapshot is not None
+        history = (
+            list(self.server_history)
+            if servers
+            else (self.snapshot.qps_history if self.snapshot is not None else [])
+        )
         span = f" {len(history) // 60} min" if len(history) >= 120 else f" {len(history)} s"
         spark = Content.assemble(
             Content.styled(sparkline(history, width - len(span)), "$accent"), _dim(span)
         )
-        errors = sorted(snapshot.errors_by_code.items(), key=lambda item: (-item[1], item[0]))
-        if errors:
-            error_line = Content.assemble(
-                *(
-                    Content.assemble(
-                        "  " if index else "",
-                        Content.styled(code, CRIT_STYLE),
-                        f" {count:,}",
-                    )
-                    for index, (code, count) in enumerate(errors)
-                )
-            )
-        else:
-            error_line = _dim(f"no errors in {snapshot.requests_total:,} requests")
-        if flight_first:
-            error_line = Content.assemble(labelled([flight_pair]), "  ", error_line)
-        return [first, spark, error_line]
+        return [self._servers_line(width), spark, self._console_line(width)]
 
 
 class LatencyPanel(Panel):
-    """Windowed latency percentiles coloured against the configured thresholds."""
+    """The servers' bucketed p50/p99 and the console's own percentiles, against the thresholds."""
 
     def __init__(self, warn_ms: float, crit_ms: float, *, id: str | None = None) -> None:
         super().__init__("Latency ms", id=id)
         self.warn_ms = warn_ms
         self.crit_ms = crit_ms
         self.snapshot: StatsSnapshot | None = None
+        self.fleet = FleetView()
 
     def show(self, snapshot: StatsSnapshot) -> None:
-        """Take a new stats snapshot."""
+        """Take a new stats snapshot (the console's requests)."""
         self.snapshot = snapshot
         self.border_title = f"Latency ms · {snapshot.window_s:g} s window"
         self.changed()
 
-    def _value(self, label: str, milliseconds: float) -> tuple[str, str, str]:
+    def show_fleet(self, snapshot: FleetSnapshot | None, detail: str = "") -> None:
+        """Take a new fleet sample (the servers' request_latency histograms)."""
+        self.fleet.take(snapshot, detail)
+        self.changed()
+
+    def _value(self, label: str, milliseconds: float | None) -> tuple[str, str, str]:
         return (
             label,
             format_ms(milliseconds),
             latency_style(milliseconds, self.warn_ms, self.crit_ms),
         )
 
+    def _servers_line(self, width: int) -> Content:
+        figures = self.fleet.figures
+        label = _dim("servers ")
+        if figures is None or figures.latency.p50_ms is None:
+            return _fit(width, Content.assemble(label, _dim(self.fleet.missing(REQUEST_LATENCY))))
+        latency = figures.latency
+        values = labelled([self._value("p50", latency.p50_ms), self._value("p99", latency.p99_ms)])
+        window = f" {figures.window_s:.0f} s" if figures.window_s else ""
+        # Percentiles interpolated from histogram buckets say so, in fewer letters when narrow.
+        notes = (f"  bucketed{window}", "  bucketed", " ~bkt") if latency.bucketed else (window,)
+        return _fit(width, *(Content.assemble(label, values, _dim(note)) for note in notes))
+
     def lines(self, width: int) -> Sequence[Content | str]:
+        servers = self._servers_line(width)
         snapshot = self.snapshot
+        label = _dim("console ")
         if snapshot is None or snapshot.latency.count == 0:
             window = f"{snapshot.window_s:g} s" if snapshot is not None else "the window"
-            return [_dim(f"no requests in the last {window}")]
+            return [servers, Content.assemble(label, _dim(f"no requests in the last {window}"))]
         latency = snapshot.latency
+        tail = [self._value("p99.9", latency.p999_ms), self._value("max", latency.max_ms)]
         return [
-            labelled([self._value("p50", latency.p50_ms), self._value("p90", latency.p90_ms)]),
-            labelled([self._value("p99", latency.p99_ms), self._value("p99.9", latency.p999_ms)]),
-            labelled([self._value("max", latency.max_ms), ("n", f"{latency.count:,}", "")]),
+            servers,
+            _fit(
+                width,
+                Content.assemble(
+                    label,
+                    labelled(
+                        [self._value("p50", latency.p50_ms), self._value("p99", latency.p99_ms)]
+                    ),
+                ),
+            ),
+            _fit(
+                width,
+                Content.assemble(
+                    _dim("        "), labelled([*tail, ("n", f"{latency.count:,}", "")])
+                ),
+                Content.assemble(_dim("        "), labelled(tail)),
+                labelled(tail),
+            ),
         ]
 
 
 class BatchPanel(Panel):
-    """Client micro-batcher fill and the server's batch fill scraped from its metrics."""
+    """Client micro-batcher fill and the servers' batch fill from their batching metrics."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("Batch fill", id=id)
         self.snapshot: StatsSnapshot | None = None
-        self.server: ServerBatching | None = None
-        self.server_detail = "waiting for metrics"
+        self.fleet = FleetView()
 
     def show(self, snapshot: StatsSnapshot) -> None:
         """Take a new stats snapshot (client side)."""
         self.snapshot = snapshot
         self.changed()
 
-    def show_server(self, server: ServerBatching | None, detail: str) -> None:
-        """Take the server side (None with a detail such as 'no metrics')."""
-        self.server = server
-        self.server_detail = detail
+    def show_fleet(self, snapshot: FleetSnapshot | None, detail: str = "") -> None:
+        """Take a new fleet sample (server side: its own max batch size, maybe inferred)."""
+        self.fleet.take(snapshot, detail)
         self.changed()
 
     @staticmethod
     def _fill_line(
-        name: str, mean: float | None, maximum: int | None, ratio: float | None, width: int
+        name: str,
+        mean: float | None,
+        maximum: str,
+        ratio: float | None,
+        width: int,
     ) -> Content:
         if mean is None or ratio is None:
             return Content.assemble(_dim(f"{name:<7}"), "n/a")
@@ -201,22 +341,30 @@ class BatchPanel(Panel):
             client = self._fill_line(
                 "client",
                 snapshot.batch_size_mean,
-                snapshot.batch_max_size,
+                str(snapshot.batch_max_size),
                 snapshot.batch_fill_ratio,
                 width,
             )
-        server = self.server
-        if server is None or server.fill_ratio is None:
-            server_line = Content.assemble(_dim("server "), "n/a ", _dim(f"({self.server_detail})"))
-            queueing: Content | str = ""
-        else:
-            server_line = self._fill_line(
-                "server", server.batch_size_mean, server.max_batch_size, server.fill_ratio, width
+        figures = self.fleet.figures
+        batch = figures.batch if figures is not None else None
+        queueing: Content | str = ""
+        if batch is None or batch.size_mean is None:
+            why = self.fleet.missing(PROCESSED_BATCH_SIZE)
+            server_line = _fit(width, Content.assemble(_dim("server "), "n/a ", _dim(f"({why})")))
+        elif batch.fill is None:
+            server_line = Content.assemble(
+                _dim("server "), f"{batch.size_mean:.1f} / ?", _dim("  (max batch size unknown)")
             )
-            queueing = (
-                Content.assemble(_dim("queueing "), f"{format_ms(server.queuing_latency_ms)} ms")
-                if server.queuing_latency_ms is not None
-                else ""
+        else:
+            maximum = f"{batch.max_batch_size}{'?' if batch.max_batch_size_inferred else ''}"
+            server_line = self._fill_line("server", batch.size_mean, maximum, batch.fill, width)
+            if batch.max_batch_size_inferred:
+                queueing = _dim("? max inferred from the batch sizes seen")
+        if batch is not None and batch.queuing_ms_mean is not None:
+            queueing = Content.assemble(
+                _dim("queueing "),
+                f"{format_ms(batch.queuing_ms_mean)} ms",
+                _dim("  max inferred") if batch.max_batch_size_inferred else "",
             )
         return [client, server_line, queueing]
 
