@@ -186,8 +186,8 @@ def test_key_bindings_are_checked_against_the_consoles_actions(
     error = capsys.readouterr().err.splitlines()
     assert error[0] == (
         f"deepchat-tfs: {config}:3: ui.key_bindings.qiut: expected one of quit, help, "
-        "command_palette, pause_panels, retry, clear_chat, export_transcript, burst, "
-        "focus_prompt (did you mean 'quit'?), got 'qiut'"
+        "command_palette, pause_panels, retry, clear_chat, export_transcript, replicas, "
+        "burst, focus_prompt (did you mean 'quit'?), got 'qiut'"
     )
     assert error[1] == (
         f"{config}:4: ui.key_bindings.burst: expected a key no other action uses, got 'ctrl+q', "
