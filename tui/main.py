@@ -64,6 +64,9 @@ def _run(
     signature_name: str | None,
 ) -> int:
     """Load the config (errors print before anything is drawn), then run the app."""
+    import os
+
+    from core.config.cache import cache_dir_from_env
     from core.config.schema import ConfigError, load_config
     from tui.options import build_options
 
@@ -71,7 +74,10 @@ def _run(
     overrides = {"model_serving.tensorflow_serving.targets": list(targets)} if targets else {}
     try:
         loaded = load_config(
-            args.config, overrides=overrides, allow_plaintext_token=args.allow_plaintext_token
+            args.config,
+            overrides=overrides,
+            allow_plaintext_token=args.allow_plaintext_token,
+            cache_dir=cache_dir_from_env(os.environ),
         )
         options = build_options(
             loaded.config,
