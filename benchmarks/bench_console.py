@@ -195,6 +195,9 @@ def run(runs: int = 5, embedded_runs: int = 3) -> str:
         # Nothing listens on port 1: the console draws, marks the server down and keeps trying.
         paired = paired_first_frames(runs, data_dir)
         embedded = [launch([], data_dir, wait_ready_s=180) for _ in range(embedded_runs)]
+    from benchmarks import console_live
+
+    live = console_live.run()
     rows = [
         _row("bare Textual app (one Static)", paired.bare),
         _row("console, remote target", paired.console),
@@ -214,7 +217,7 @@ def run(runs: int = 5, embedded_runs: int = 3) -> str:
         f"({paired.console_ms:.0f} ms / {paired.bare_ms:.0f} ms, medians of {runs} paired runs; "
         "goal at most 1.3).\n\n"
         "| set-up | runs | first frame | RSS | TF in console | serving after | exit "
-        "| left behind |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+        "| left behind |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n" + live
     )
 
 

@@ -1,4 +1,4 @@
-"""A lean TF Serving stand-in for the console benchmarks: the demo chat model's shape, canned answers.
+"""A lean TF Serving stand-in for the console benchmarks: the demo chat model, canned answers.
 
 `python -m benchmarks.chat_stub_server PORT` serves Predict (text -> reply, confidence, version 1),
 GetModelMetadata and GetModelStatus for `deepchat_model` with pre-serialized answers, so it spends

@@ -215,7 +215,7 @@ def run(runs: int = 1) -> str:
         ("the burst as the Burst panel saw it", results[-1].burst_line.replace("|", "\\|")),
     ]
     return (
-        "## Console at work (bench_console_live)\n\n"
+        "### The console at work\n\n"
         "`python -m cli chat --target` a lean TF Serving stand-in "
         "(`benchmarks/chat_stub_server.py`, its own process) in a 160 x 48 pty. Idle: the "
         "console's CPU (its own process, not its children) over 10 s once it serves. Busy: "
