@@ -125,9 +125,9 @@ def run(requests: int = 10_000, burst_s: int = 300) -> str:
         "## Console memory over a long session (bench_console_memory, long)\n\n"
         "The console (headless, 160 x 48, in the benchmark's process) against "
         "`benchmarks/chat_stub_server.py`: chat-sized prompts through the console's chat session "
-        f"(16 at a time, no chat-log entries), then `/burst 1000rps {burst_s}s` left running behind "
-        "the console (F4). RSS after a garbage collection at each mark; goal: the last within 5 % "
-        f"of the first. Burst: {notes[0] if notes else 'n/a'}. Load average "
+        f"(16 at a time, no chat-log entries), then `/burst 1000rps {burst_s}s` left running "
+        "behind the console (F4). RSS after a garbage collection at each mark; goal: the last "
+        f"within 5 % of the first. Burst: {notes[0] if notes else 'n/a'}. Load average "
         f"{os.getloadavg()[0]:.1f} at the end.\n\n"
         "| mark | console RSS | vs after 1,000 |\n|---|---:|---:|\n" + rows + "\n"
     )
