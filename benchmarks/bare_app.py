@@ -5,8 +5,10 @@ bench_console launches it in the same pty set-up as the console, paired run by r
 
 from __future__ import annotations
 
+import sys
+
 from textual.app import App, ComposeResult
-from textual.widgets import Static
+from textual.widgets import Input, Static
 
 
 class BareApp(App[None]):
@@ -16,5 +18,13 @@ class BareApp(App[None]):
         yield Static(" Memory ")
 
 
+class BareInputApp(App[None]):
+    """One focused Input: the floor for a key's echo (bench_console's key latency)."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(" Memory ")
+        yield Input()
+
+
 if __name__ == "__main__":
-    BareApp().run()
+    (BareInputApp() if "--input" in sys.argv else BareApp()).run()

@@ -1,4 +1,8 @@
-"""Console start-up: time from process launch to the first frame in a pty, and the console's RSS.
+"""Console start-up against a bare Textual app, then the console at work (benchmarks.console_live).
+
+The first frame is measured paired: the bare app (benchmarks/bare_app.py, one Static) and the
+console are launched alternately in the same pty set-up, and the ratio of their medians is the
+figure that holds on a shared, loaded machine.
 
 Each run starts `python -m cli` in a fresh pseudo-terminal of 160 x 48, reads what it draws until
 the Memory panel's title appears (the first screen is written at once), samples the

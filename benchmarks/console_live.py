@@ -29,6 +29,7 @@ from pathlib import Path
 import psutil
 
 from core.embedded.launcher import free_loopback_port
+from core.identity import DEMO_MODEL_NAME as DEMO_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = (48, 160)
@@ -119,6 +120,49 @@ def _cpu_percent_over(terminal: Terminal, process: psutil.Process, seconds: floa
     return 100 * (_cpu_seconds(process) - before) / (time.monotonic() - started)
 
 
+def type_keys(terminal: Terminal, keys: int) -> list[float]:
+    """Type keys about 10 a second; each one's latency (ms) until the screen shows it."""
+    latencies = []
+    for index in range(keys):
+        key = KEYS[index % len(KEYS)]
+        mark = len(terminal.seen)
+        sent = time.monotonic()
+        terminal.type(key)
+        if terminal.until(key.encode(), 5, start=mark):
+            latencies.append((time.monotonic() - sent) * 1000)
+        terminal.pump(0.08)  # a fast typist: about 10 keys a second
+        if index % 40 == 39:
+            terminal.type(b"\x15")  # Ctrl-U: empty the input line now and then
+            terminal.pump(0.05)
+    return latencies
+
+
+def bare_floor(rate: int = 1000, burst_s: int = 30, keys: int = 100) -> list[float]:
+    """Key latencies of a bare Textual app's Input while `bench` runs the same load elsewhere."""
+    server, target = start_stub_server()
+    with tempfile.TemporaryDirectory() as scratch:
+        load = subprocess.Popen(
+            [sys.executable, "-m", "cli", "bench", "--target", target, "--model", DEMO_MODEL]
+            + ["--rate", str(rate), "--duration", f"{burst_s}s", "--out", f"{scratch}/r.json"],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        env = dict(os.environ, TERM="xterm-256color", COLUMNS="160", LINES="48")
+        terminal = Terminal([sys.executable, "-m", "benchmarks.bare_app", "--input"], env)
+        try:
+            terminal.until(b" Memory ", 30)
+            terminal.pump(8.0)  # the load workers start and reach their rate
+            return type_keys(terminal, keys)
+        finally:
+            terminal.close()
+            os.killpg(load.pid, signal.SIGKILL)
+            load.wait()
+            server.kill()
+            server.wait()
+
+
 def start_stub_server() -> tuple[subprocess.Popen[str], str]:
     """The chat stub server in its own process; (process, target)."""
     port = free_loopback_port()
@@ -161,18 +205,7 @@ def measure(rate: int = 1000, burst_s: int = 40, keys: int = 100, idle_s: float 
             terminal.type(b"\x1bOS")  # F4: back to the console, the burst keeps running
             terminal.pump(1.0)
             before, started = _cpu_seconds(console), time.monotonic()
-            latencies = []
-            for index in range(keys):
-                key = KEYS[index % len(KEYS)]
-                mark = len(terminal.seen)
-                sent = time.monotonic()
-                terminal.type(key)
-                if terminal.until(key.encode(), 5, start=mark):
-                    latencies.append((time.monotonic() - sent) * 1000)
-                terminal.pump(0.08)  # a fast typist: about 10 keys a second
-                if index % 40 == 39:
-                    terminal.type(b"\x15")  # Ctrl-U: empty the prompt line now and then
-                    terminal.pump(0.05)
+            latencies = type_keys(terminal, keys)
             busy = 100 * (_cpu_seconds(console) - before) / (time.monotonic() - started)
             mark = len(terminal.seen)
             terminal.until(b"last:", burst_s + 30, start=mark)
@@ -197,6 +230,8 @@ def _burst_summary(screen_bytes: str) -> str:
 def run(runs: int = 1) -> str:
     """Markdown section: key latency p99 during a 1,000 req/s burst, console CPU idle and busy."""
     results = [measure() for _ in range(runs)]
+    floor = bare_floor()
+    floor_p99 = sorted(floor)[min(len(floor) - 1, int(0.99 * len(floor)))] if floor else 0.0
     latencies = [value for result in results for value in result.key_latencies_ms]
     p99s = [result.p99_ms for result in results]
     rows = [
@@ -204,6 +239,10 @@ def run(runs: int = 1) -> str:
         ("key latency p50", f"{statistics.median(latencies):.1f} ms"),
         ("key latency p99 (goal at most 50 ms)", f"{statistics.median(p99s):.1f} ms"),
         ("key latency max", f"{max(latencies):.1f} ms"),
+        (
+            "floor: a bare Textual app's Input, same load run by `bench` beside it, p50 / p99",
+            f"{statistics.median(floor):.1f} ms / {floor_p99:.1f} ms" if floor else "n/a",
+        ),
         (
             "console CPU, idle (goal under 2 %)",
             f"{statistics.median(r.idle_cpu_percent for r in results):.1f} % of a core",
