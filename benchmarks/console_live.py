@@ -141,9 +141,10 @@ def bare_floor(rate: int = 1000, burst_s: int = 30, keys: int = 100) -> list[flo
     """Key latencies of a bare Textual app's Input while `bench` runs the same load elsewhere."""
     server, target = start_stub_server()
     with tempfile.TemporaryDirectory() as scratch:
+        bench = ["bench", "--target", target, "--model", DEMO_MODEL, "--rate", str(rate)]
+        report = f"{scratch}/r.json"
         load = subprocess.Popen(
-            [sys.executable, "-m", "cli", "bench", "--target", target, "--model", DEMO_MODEL]
-            + ["--rate", str(rate), "--duration", f"{burst_s}s", "--out", f"{scratch}/r.json"],
+            [sys.executable, "-m", "cli", *bench, "--duration", f"{burst_s}s", "--out", report],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
