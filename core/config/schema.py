@@ -399,7 +399,8 @@ def load_config(
 
         key = cache.cache_key(source, env, ENV_PREFIX, overrides or {}, allow_plaintext_token)
         cached = cache.load_cached(cache_dir, key, Config)
-        if cached is not None:
+        # Only what store() writes is used: never a token variable or a file that must exist.
+        if cached is not None and _valid_on_inputs_alone(cached):
             return LoadedConfig(cached, source)
     layers = Layers(Config, Config().model_dump())
     if source is not None:

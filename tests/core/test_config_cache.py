@@ -96,3 +96,19 @@ def test_a_cached_start_needs_neither_yaml_nor_the_built_schema(tmp_path: Path) 
     second = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert second.returncode == 0, second.stderr
     assert second.stdout.split() == ["False", "False"]
+
+
+def test_a_cached_entry_naming_a_token_variable_is_not_trusted(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from core.config import cache
+
+    cache_dir = isolated / "cache"
+    key = cache.cache_key(None, {}, "DEEPCHAT_TFS_", {}, False)
+    stored = load_config(env={}, cache_dir=cache_dir).config.model_dump(mode="json")
+    stored["model_serving"]["tensorflow_serving"]["bearer_token_env"] = "HOME"
+    (cache_dir / f"{key}.json").write_text(json.dumps(stored))
+    loaded = load_config(env={}, cache_dir=cache_dir)
+    assert loaded.config.model_serving.tensorflow_serving.bearer_token_env is None
