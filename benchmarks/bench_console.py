@@ -1,4 +1,8 @@
-"""Console start-up: time from process launch to the first frame in a pty, and the console's RSS.
+"""Console start-up against a bare Textual app, then the console at work (benchmarks.console_live).
+
+The first frame is measured paired: the bare app (benchmarks/bare_app.py, one Static) and the
+console are launched alternately in the same pty set-up, and the ratio of their medians is the
+figure that holds on a shared, loaded machine.
 
 Each run starts `python -m cli` in a fresh pseudo-terminal of 160 x 48, reads what it draws until
 the Memory panel's title appears (the first screen is written at once), samples the
@@ -71,14 +75,23 @@ def _tensorflow_mapped(pid: int) -> bool:
     return "pywrap_tensorflow" in maps or "libtensorflow_framework" in maps
 
 
-def launch(args: list[str], data_dir: Path, *, wait_ready_s: float = 0.0) -> StartupRun:
-    """Start the console in a pty, measure, and quit it."""
+def launch(
+    args: list[str],
+    data_dir: Path | None,
+    *,
+    wait_ready_s: float = 0.0,
+    settle_s: float = 2.0,
+    command: list[str] | None = None,
+) -> StartupRun:
+    """Start the console (or another command) in a pty, measure, and quit it."""
     leader_fd, follower_fd = pty.openpty()
     fcntl.ioctl(follower_fd, termios.TIOCSWINSZ, struct.pack("HHHH", *SIZE, 0, 0))
     environment = dict(os.environ, TERM="xterm-256color", COLUMNS="160", LINES="48")
     started = time.monotonic()
+    if command is None:
+        command = [sys.executable, "-m", "cli", *args, "--data-dir", str(data_dir)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli", *args, "--data-dir", str(data_dir)],
+        command,
         cwd=ROOT,
         stdin=follower_fd,
         stdout=follower_fd,
@@ -97,7 +110,7 @@ def launch(args: list[str], data_dir: Path, *, wait_ready_s: float = 0.0) -> Sta
             if _read_until(leader_fd, READY_MARK, started + wait_ready_s, seen):
                 ready_s = time.monotonic() - started
         else:
-            _read_until(leader_fd, b"\x00never", time.monotonic() + 2.0, seen)
+            _read_until(leader_fd, b"\x00never", time.monotonic() + settle_s, seen)
         console = psutil.Process(process.pid)
         rss_bytes = console.memory_info().rss
         tensorflow_mapped = _tensorflow_mapped(process.pid)
@@ -140,24 +153,75 @@ def _row(name: str, results: list[StartupRun]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+BARE_APP = [sys.executable, "-m", "benchmarks.bare_app"]
+
+
+@dataclass(frozen=True)
+class PairedFirstFrames:
+    """First frames of the console and of the bare Textual app, launched alternately."""
+
+    console: list[StartupRun]
+    bare: list[StartupRun]
+
+    @property
+    def console_ms(self) -> float:
+        """The console's median first frame."""
+        return _median([r.first_frame_s * 1000 for r in self.console])
+
+    @property
+    def bare_ms(self) -> float:
+        """The bare app's median first frame."""
+        return _median([r.first_frame_s * 1000 for r in self.bare])
+
+    @property
+    def ratio(self) -> float:
+        """Console over bare app, medians of the paired runs."""
+        return self.console_ms / self.bare_ms
+
+
+def paired_first_frames(
+    runs: int, data_dir: Path, args: list[str] | None = None, *, settle_s: float = 2.0
+) -> PairedFirstFrames:
+    """Launch the bare app and the console alternately, runs times each, in the same pty set-up."""
+    console_args = args if args is not None else ["chat", "--target", "127.0.0.1:1"]
+    console: list[StartupRun] = []
+    bare: list[StartupRun] = []
+    for _ in range(runs):
+        bare.append(launch([], None, command=BARE_APP, settle_s=settle_s))
+        console.append(launch(console_args, data_dir, settle_s=settle_s))
+    return PairedFirstFrames(console, bare)
+
+
 def run(runs: int = 5, embedded_runs: int = 3) -> str:
-    """Markdown section: first frame, RSS and exit, for a remote target and the embedded server."""
+    """Markdown section: first frame against the bare Textual app, RSS and exit."""
     with tempfile.TemporaryDirectory() as scratch:
         data_dir = Path(scratch)
         # Nothing listens on port 1: the console draws, marks the server down and keeps trying.
-        remote = [launch(["chat", "--target", "127.0.0.1:1"], data_dir) for _ in range(runs)]
+        paired = paired_first_frames(runs, data_dir)
         embedded = [launch([], data_dir, wait_ready_s=180) for _ in range(embedded_runs)]
-    rows = [_row("remote target", remote), _row("embedded server", embedded)]
+    from benchmarks import console_live
+
+    live = console_live.run()
+    rows = [
+        _row("bare Textual app (one Static)", paired.bare),
+        _row("console, remote target", paired.console),
+        _row("console, embedded server", embedded),
+    ]
     return (
         "## Console start-up (bench_console)\n\n"
-        "`python -m cli` in a fresh 160 x 48 pty: time from launch until the first screen is "
-        "drawn; the console's RSS after the first frame (2 s later for the remote target, once "
+        "`python -m cli` in a fresh 160 x 48 pty: time from launch until the first screen with "
+        "the panel frames is drawn (the Memory panel's title), paired run by run with a bare "
+        "Textual app (`benchmarks/bare_app.py`, one Static) launched alternately in the same "
+        "set-up; the console's RSS after the first frame (2 s later for the remote target, once "
         "the server serves for the embedded one); whether TensorFlow's runtime library is mapped "
         "into the console; time until the header says `serving`; Ctrl-Q to exit; server "
         "processes left behind after exit. Medians over the runs; the machine's load average "
         f"was {os.getloadavg()[0]:.1f} at the end.\n\n"
-        "| set-up | runs | first frame | console RSS | TF in console | serving after | exit "
-        "| left behind |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+        f"**First frame: console / bare Textual app = {paired.ratio:.2f}** "
+        f"({paired.console_ms:.0f} ms / {paired.bare_ms:.0f} ms, medians of {runs} paired runs; "
+        "goal at most 1.3).\n\n"
+        "| set-up | runs | first frame | RSS | TF in console | serving after | exit "
+        "| left behind |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n" + live
     )
 
 

@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     available = sorted(
         p.stem.removeprefix("bench_") for p in (ROOT / "benchmarks").glob("bench_*.py")
     )
-    chosen = args.names or available
+    # LONG benchmarks (e.g. console_memory, minutes of load) run only when named.
+    chosen = args.names or [name for name in available if not _is_long(name)]
     sections = _existing_sections(args.out)
     for name in chosen:
         if name not in available:
@@ -54,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(header + body)
     print(f"wrote {args.out}")
     return 0
+
+
+def _is_long(name: str) -> bool:
+    return bool(getattr(importlib.import_module(f"benchmarks.bench_{name}"), "LONG", False))
 
 
 def _existing_sections(path: Path) -> dict[str, str]:

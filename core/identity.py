@@ -28,6 +28,11 @@ def config_dir() -> Path:
     return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
 
 
+def cache_dir() -> Path:
+    """The user cache dir: validated configurations (core.config.cache)."""
+    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
+
+
 def log_dir() -> Path:
     """The user log dir: the embedded server's log."""
     return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))

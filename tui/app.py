@@ -78,6 +78,8 @@ class DeepChatApp(App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = APP_NAME
+    # Focused as the screen mounts, so the footer's bindings are composed once for the prompt.
+    AUTO_FOCUS = "#prompt"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]  # noqa: RUF012
     # Built from tui.keys, the one list of default keys. Binding ids are the action names
     # config.ui.key_bindings remaps; the config only holds overrides.
@@ -96,6 +98,10 @@ class DeepChatApp(App[int]):
     def __init__(self, options: ConsoleOptions, *, stats: StatsCollector | None = None) -> None:
         super().__init__()
         self.options = options
+        # Every binding id is in the keymap, so the footer keeps BINDINGS' order after remapping.
+        # Set before mounting: a keymap change later recomposes the footer.
+        keymap = {binding.id: binding.key for binding in self._own_bindings() if binding.id}
+        self.set_keymap({**keymap, **options.config.ui.key_bindings})
         # The session is created by ensure_session() once the serving modules are loaded.
         self.stats: StatsCollector | None = stats
         self.session: ChatSession | None = None
@@ -110,6 +116,7 @@ class DeepChatApp(App[int]):
         self.fleet_snapshot: FleetSnapshot | None = None
         self.fleet_detail = "waiting for the servers' metrics"
         self._replicas: ReplicasScreen | None = None
+        self._burst_screen: BurstScreen | None = None
         # The parts the app wires: the chat pane and the runner of its slash commands.
         self.chat = ChatPane(
             options.models[0],
@@ -157,9 +164,6 @@ class DeepChatApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
-        # Every binding id is in the keymap, so the footer keeps BINDINGS' order after remapping.
-        keymap = {binding.id: binding.key for binding in self._own_bindings() if binding.id}
-        self.set_keymap({**keymap, **self.options.config.ui.key_bindings})
         self.query_one(StatusHeader).target_text = self.options.target_label
         self.watch(self.chat, "model", self._chat_model_changed, init=False)
         self.watch(self.chat, "last_served", self._served_changed, init=False)
@@ -177,7 +181,6 @@ class DeepChatApp(App[int]):
             if self.options.embedded
             else "remote"
         )
-        self.chat.focus_prompt()
         self._refresh_panels()
         if self.options.connect:
             # After the first frame: opening channels and polling must not delay it.
@@ -378,15 +381,29 @@ class DeepChatApp(App[int]):
                 "the server is not running yet; /burst can start once it serves", error=True
             )
             return
-        # `/burst 200rps 30s` starts at once; a bare `/burst` (or the key) opens the form.
-        self.push_screen(
-            BurstScreen(
-                list(self.session.targets),
-                self.chat.model.spec,
-                message.args,
-                autostart=bool(message.args),
+        # A burst left running behind the console (F4 there) is shown again, not started twice.
+        running = self._burst_screen
+        if running is not None and running.running:
+            if not message.args:
+                self.push_screen(running)
+                return
+            await self.chat.add_note(
+                "a burst is already running; F5 shows it, Esc there aborts it", error=True
             )
+            return
+        if running is not None:
+            self.uninstall_screen(running)
+        # `/burst 200rps 30s` starts at once; a bare `/burst` (or the key) opens the form.
+        screen = BurstScreen(
+            list(self.session.targets),
+            self.chat.model.spec,
+            message.args,
+            autostart=bool(message.args),
         )
+        # Installed, so leaving it for the console (F4) keeps its run going.
+        self.install_screen(screen, name="burst")
+        self._burst_screen = screen
+        self.push_screen(screen)
 
     # Named handlers: tui.burst (and gRPC with it) is imported only when a burst starts.
     @while_mounted
@@ -418,7 +435,7 @@ class DeepChatApp(App[int]):
         """Render every panel from one snapshot, then schedule the next refresh."""
         try:
             self.query_one(StatusHeader).tick()
-            if not self.paused and self.stats is not None:
+            if not self.paused and self.stats is not None and self._panels_visible():
                 snapshot = self.stats.snapshot()
                 self.query_one(ThroughputPanel).show(snapshot)
                 self.query_one(LatencyPanel).show(snapshot)
@@ -431,6 +448,10 @@ class DeepChatApp(App[int]):
             self._panel_timer = self.set_timer(
                 1 / self.options.config.ui.refresh_hz, self._refresh_panels
             )
+
+    def _panels_visible(self) -> bool:
+        """Whether the console's screen shows (a full screen such as the burst form hides it)."""
+        return self.screen is self.screen_stack[0] or self.screen.is_modal
 
     def action_pause_panels(self) -> None:
         """Pause or resume the live panels."""

@@ -62,6 +62,8 @@ class BurstScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "abort_or_close", "abort / close"),
+        # The burst keeps running behind the console; F5 there (or /burst) comes back here.
+        Binding("f4", "back_to_console", "console"),
         # F5 opens this screen from the console and starts a run here; the app's ctrl+r is retry.
         Binding("f5", "start", "start"),
         Binding("m", "mark", "mark report"),
@@ -176,6 +178,15 @@ class BurstScreen(Screen[None]):
         else:
             self.app.pop_screen()
 
+    def action_back_to_console(self) -> None:
+        """Show the console while the burst goes on (its Burst panel follows the run)."""
+        self.app.pop_screen()
+
+    @property
+    def running(self) -> bool:
+        """Whether a burst is under way."""
+        return self.burst is not None
+
     # ---- the run (a worker: never touches widgets, posts messages) --------------------------
 
     @work(exclusive=True, group="burst")
@@ -209,12 +220,14 @@ class BurstScreen(Screen[None]):
     def show_progress(self, message: Progress) -> None:
         """Update the progress bar, live figures and QPS sparkline."""
         progress = message.progress
+        if not self.is_current:
+            return  # behind the console (F4): the app's Burst panel shows the run
         if progress.fraction is not None:
             self.query_one("#burst-progress", ProgressBar).update(progress=progress.fraction * 100)
         self.status(f"{progress.state}: Esc aborts")
         self.query_one("#burst-live", Static).update(progress.line())
         if self.burst is not None:
-            history = self.burst.stats.snapshot().qps_history
+            history = self.burst.stats.qps_history()
             self.query_one("#burst-qps", Sparkline).data = list(history[-120:]) or [0.0]
 
     @on(Failed)

@@ -77,6 +77,9 @@ def _run(
     signature_name: str | None,
 ) -> int:
     """Load the config (errors print before anything is drawn), then run the app."""
+    import os
+
+    from core.config.cache import cache_dir_from_env
     from core.config.schema import ConfigError, load_config
     from tui.keys import default_keys
     from tui.options import build_options
@@ -95,6 +98,7 @@ def _run(
             overrides=overrides,
             allow_plaintext_token=args.allow_plaintext_token,
             key_actions=default_keys(),
+            cache_dir=cache_dir_from_env(os.environ),
         )
         options = build_options(
             loaded.config,

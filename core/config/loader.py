@@ -10,11 +10,13 @@ import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
-import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
+
+if TYPE_CHECKING:
+    import yaml
 
 KeyPath = tuple[str | int, ...]
 
@@ -209,6 +211,8 @@ def problem_text(root: type[BaseModel], error: Mapping[str, Any]) -> tuple[KeyPa
 
 def read_yaml(path: Path, label: str) -> tuple[Any, dict[KeyPath, int], list[KeyPath]]:
     """A YAML file's data, the line of every key path, and the key paths written twice."""
+    import yaml  # only when a file is read: a cached config needs no YAML parser
+
     try:
         with path.open("rb") as stream:
             raw = stream.read(MAX_CONFIG_BYTES + 1)
@@ -265,6 +269,8 @@ def _map_lines(
     repeated: list[KeyPath],
     budget: list[int],
 ) -> None:
+    import yaml
+
     # Every visit counts, so an alias bomb (anchors repeated level on level) stops early.
     budget[0] -= 1
     if budget[0] < 0:

@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import sys
+import textwrap
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import get_args, get_origin
@@ -86,10 +89,28 @@ def _default_text(field: FieldInfo) -> str:
     return f"`{value}`"
 
 
+def field_docs(model: type[BaseModel]) -> dict[str, str]:
+    """Each field's attribute docstring (the string right below it in the class), by name."""
+    body = ast.parse(textwrap.dedent(inspect.getsource(model))).body[0]
+    assert isinstance(body, ast.ClassDef)
+    docs: dict[str, str] = {}
+    for node, following in zip(body.body, body.body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[node.target.id] = inspect.cleandoc(following.value.value)
+    return docs
+
+
 def _rows(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
+    docs = field_docs(model)
     for name, field in model.model_fields.items():
         key = prefix + name
-        meaning = " ".join((field.description or "").split()).replace("|", "\\|")
+        meaning = " ".join(docs.get(name, "").split()).replace("|", "\\|")
         yield f"| `{key}` | {expected(field)} | {_default_text(field)} | {meaning} |"
         annotation = field_type(field)[0]
         if is_model(annotation):

@@ -36,7 +36,10 @@ _KEY_NAME = re.compile(r"^[^\s,]+$")
 class _Section(BaseModel):
     """A config section: unknown keys are errors, field docstrings are the documentation."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # The schema is built on first validation, not at import: a start whose config is in the
+    # validated-config cache (core.config.cache) never builds it. Field docstrings are read by
+    # core.config.reference when it writes the README, not at import.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -431,15 +434,28 @@ def load_config(
     overrides: Mapping[str, object] | None = None,
     allow_plaintext_token: bool = False,
     key_actions: Mapping[str, str] | None = None,
+    cache_dir: Path | None = None,
 ) -> LoadedConfig:
     """The configuration from flags (overrides) > DEEPCHAT_TFS_* env vars > the file > defaults.
 
     A bearer token goes only over TLS unless allow_plaintext_token (a command-line flag, never
     a file's); a file names a token variable only if it is the user's own or approved.
-    key_actions (action -> default keys, the console's) checks ui.key_bindings against them.
+    key_actions (action -> default keys, the console's) checks ui.key_bindings against them. With
+    a cache_dir, a configuration validated before from the same inputs is reused unvalidated.
     """
     env = os.environ if env is None else env
     source = find_config_file(path)
+    key = None
+    if cache_dir is not None:
+        from core.config import cache
+
+        key = cache.cache_key(
+            source, env, ENV_PREFIX, overrides or {}, allow_plaintext_token, key_actions
+        )
+        cached = cache.load_cached(cache_dir, key, Config)
+        # Only what store() writes is used: never a token variable or a file that must exist.
+        if cached is not None and _valid_on_inputs_alone(cached):
+            return LoadedConfig(cached, source)
     layers = Layers(Config, Config().model_dump())
     if source is not None:
         layers.add_file(source, str(path) if path is not None else _display_name(source))
@@ -453,7 +469,22 @@ def load_config(
             raise ConfigError(problems)
     _check_token_policy(config, layers, source, allow_plaintext_token)
     config.bearer_token(env)  # a named but unset variable fails now, not at the first call
+    if cache_dir is not None and key is not None and _valid_on_inputs_alone(config):
+        from core.config import cache
+
+        cache.store(cache_dir, key, config)
     return LoadedConfig(config, source)
+
+
+def _valid_on_inputs_alone(config: Config) -> bool:
+    # A token variable depends on the trust store and the environment, a file path on the disk.
+    tfs = config.model_serving.tensorflow_serving
+    adapters = [model.adapter for model in config.models]
+    return (
+        tfs.bearer_token_env is None
+        and tfs.tls is None
+        and all(a.labels_file is None and a.tokenizer_file is None for a in adapters)
+    )
 
 
 def _check_token_policy(

@@ -219,6 +219,12 @@ class StatsCollector:
             return self._closed_latency_counts.copy()
         return self._closed_latency_counts + self._current.latency.counts()
 
+    def qps_history(self) -> tuple[float, ...]:
+        """Requests per closed second, oldest first: snapshot().qps_history without the rest."""
+        with self._lock:
+            self._advance(self._clock())
+            return tuple(float(count) for count in self._history)
+
     def snapshot(self) -> StatsSnapshot:
         """Summarize everything recorded, as of now."""
         with self._lock:

@@ -162,10 +162,11 @@ async def test_up_and_down_walk_the_prompt_history(
         await pilot.press("down")
         assert prompt.value == "draft"
         await wait_for(pilot, lambda: len(answered(app)) == 2)
-    # A new console starts with the stored prompts as its history.
+    # A new console starts with the stored prompts as its history (read after the first frame).
     reopened = app_factory((chat_server.target,))
     async with reopened.run_test(size=(120, 40)) as pilot:
         prompt = reopened.query_one("#prompt", HistoryInput)
+        await wait_for(pilot, lambda: reopened.chat.transcript is not None)
         await pilot.press("up")
         assert prompt.value == "second"
 

@@ -188,3 +188,30 @@ async def test_ctrl_q_closes_the_client_and_exits(
     assert app.return_code == 0
     assert client is not None and client._closed
     assert app.chat.transcript is None  # closed
+
+
+async def test_a_burst_keeps_running_behind_the_console_and_f5_shows_it_again(
+    chat_server: FaultServer, app_factory: Callable[..., DeepChatApp]
+) -> None:
+    from tui.burst import BurstScreen
+    from tui.widgets.panels import BurstPanel
+
+    app = app_factory((chat_server.target,))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await connected(app, pilot)
+        await send(app, pilot, "/burst 20rps 30s")
+        await wait_for(pilot, lambda: isinstance(app.screen, BurstScreen) and app.screen.running)
+        burst_screen = app.screen
+        await pilot.press("f4")
+        assert app.screen is app.screen_stack[0]
+        # The run goes on; its live figures reach the console's Burst panel.
+        panel = app.query_one(BurstPanel)
+        await wait_for(pilot, lambda: any("rps" in line for line in panel.summary))
+        assert isinstance(burst_screen, BurstScreen) and burst_screen.running
+        await send(app, pilot, "/burst 50rps 1s")  # not a second run
+        assert "already running" in notes(app)[-1]
+        await pilot.press("f5")
+        await pilot.pause()
+        assert app.screen is burst_screen
+        await pilot.press("escape")  # abort
+        await wait_for(pilot, lambda: not burst_screen.running)

@@ -36,16 +36,28 @@ def test_help_and_importing_the_entry_points_load_no_textual() -> None:
 
 
 def test_the_first_frame_needs_no_serving_modules() -> None:
-    # What the console imports before drawing; gRPC, numpy, aiohttp and Markdown load afterwards.
+    # What the console imports before drawing; gRPC, numpy, aiohttp, Markdown, the transcript's
+    # SQLite, load generation and the YAML parser (a cached config needs none) load afterwards.
     result = run_python(
         "import sys\n"
         "import core.config.schema, tui.options, tui.app\n"
         "heavy = ('grpc', 'numpy', 'aiohttp', 'markdown_it', 'core.client.serving',"
-        " 'core.metrics.stats')\n"
+        " 'core.metrics.stats', 'sqlite3', 'core.chat.transcript', 'core.load.burst',"
+        " 'core.load.generator', 'tui.burst', 'tui.live', 'hdrh', 'yaml', 'psutil')\n"
         "print(sorted(name for name in heavy if name in sys.modules))"
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_first_frame_is_within_a_wide_margin_of_a_bare_textual_app(tmp_path: Path) -> None:
+    # A guard against regressions, not the goal (1.3x, measured by benchmarks/bench_console.py).
+    from benchmarks.bench_console import paired_first_frames
+
+    paired = paired_first_frames(3, tmp_path, settle_s=0.2)
+    assert paired.ratio < 3.0, (
+        f"first frame {paired.console_ms:.0f} ms vs bare Textual app {paired.bare_ms:.0f} ms"
+    )
 
 
 def test_the_console_never_initializes_tensorflow() -> None:

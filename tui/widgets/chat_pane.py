@@ -19,7 +19,6 @@ from textual.message import Message
 from textual.reactive import var
 from textual.widgets import Input
 
-from core.chat.transcript import Transcript, TranscriptError
 from tui.format import DIM_STYLE
 from tui.messages import ChatAnswered, CompareAnswered, while_mounted
 from tui.options import ChatModel
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from core.chat.session import ChatOutcome, ChatSession
+    from core.chat.transcript import Transcript
 
 # Outcomes that are the config's fault, not the server's: also shown as a notification.
 ADAPTER_PROBLEMS = ("ADAPTER_MISMATCH", "ADAPTER_CONFIG")
@@ -75,6 +75,7 @@ class ChatPane(Vertical):
         self._target_label = target_label
         self._fallback_ids = itertools.count(-1, -1)
         self.transcript: Transcript | None = None
+        self._transcript_tried = False
         self.last_prompt: str | None = None
         self.border_title = self._title(model)
 
@@ -82,7 +83,22 @@ class ChatPane(Vertical):
         yield ChatLog(id="chat-log")
         yield HistoryInput(placeholder="type a message · / for commands", id="prompt")
 
-    async def on_mount(self) -> None:
+    def on_mount(self) -> None:
+        # The SQLite transcript opens after the first frame: it is not needed to draw it.
+        self.call_after_refresh(self._open_transcript)
+
+    async def _open_transcript(self) -> None:
+        problem = self._ensure_transcript()
+        if problem is not None:
+            await self.chat_log.add_note(f"transcript disabled: {problem}", error=True)
+
+    def _ensure_transcript(self) -> Exception | None:
+        """Open the transcript once (on first use or after the first frame); the error if any."""
+        if self._transcript_tried:
+            return None
+        self._transcript_tried = True
+        from core.chat.transcript import Transcript, TranscriptError
+
         try:
             self.transcript = Transcript(
                 self._transcript_path,
@@ -90,9 +106,11 @@ class ChatPane(Vertical):
                 model_name=self.model.spec.name,
             )
         except (TranscriptError, OSError) as error:
-            await self.chat_log.add_note(f"transcript disabled: {error}", error=True)
-            return
-        self.prompt_input.load_history(self.transcript.prompt_history())
+            return error
+        # Prompts typed before it opened stay after the stored ones.
+        typed = self.prompt_input.history
+        self.prompt_input.load_history([*self.transcript.prompt_history(), *typed])
+        return None
 
     @property
     def chat_log(self) -> ChatLog:
@@ -169,6 +187,7 @@ class ChatPane(Vertical):
 
     def store_prompt(self, prompt: str) -> int:
         """Write the prompt to the transcript before sending; returns its id."""
+        self._ensure_transcript()
         if self.transcript is not None:
             try:
                 return self.transcript.add_prompt(prompt, model_name=self.model.spec.name)

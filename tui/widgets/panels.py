@@ -240,7 +240,9 @@ class LatencyPanel(Panel):
     def show(self, snapshot: StatsSnapshot) -> None:
         """Take a new stats snapshot (the console's requests)."""
         self.snapshot = snapshot
-        self.border_title = f"Latency ms · {snapshot.window_s:g} s window"
+        title = f"Latency ms · {snapshot.window_s:g} s window"
+        if self.border_title != title:  # setting it, even unchanged, repaints the panel
+            self.border_title = title
         self.changed()
 
     def show_fleet(self, snapshot: FleetSnapshot | None, detail: str = "") -> None:
@@ -407,7 +409,9 @@ class ModelPanel(Panel):
         state = self.state
         if state is None:
             return [self.problem or _dim("waiting for the server…")]
-        self.border_title = f"Model · {state.model_name}"
+        title = f"Model · {state.model_name}"
+        if self.border_title != title:
+            self.border_title = title
         signature = state.metadata.signatures.get(self.signature_name) if state.metadata else None
         if signature is None:
             tensors: Content = (
