@@ -53,14 +53,15 @@ def _build_monitoring_messages() -> tuple[Any, Any]:
 MonitoringConfig, PrometheusConfig = _build_monitoring_messages()
 
 
-def _read(path: str, what: str) -> str:
+def read_config_file(path: str, what: str) -> str:
+    """A config file's text; an unreadable file is a ConfigFileError naming the flag and path."""
     try:
         return Path(path).read_text()
     except OSError as error:
         raise ConfigFileError(f"cannot read {what} {path!r}: {error.strerror or error}") from None
 
 
-def _parse_text_format(text: str, message: Any, source: str) -> Any:
+def parse_text_format(text: str, message: Any, source: str) -> Any:
     """Parse text into message; errors name the message type, the source and the parser's text."""
     try:
         text_format.Parse(text, message)
@@ -73,17 +74,17 @@ def _parse_text_format(text: str, message: Any, source: str) -> Any:
 
 def parse_model_server_config(text: str, source: str = "<text>") -> Any:
     """Parse a text-format ModelServerConfig; errors name the file and the parser's message."""
-    return _parse_text_format(text, model_server_config_pb2.ModelServerConfig(), source)
+    return parse_text_format(text, model_server_config_pb2.ModelServerConfig(), source)
 
 
 def load_model_server_config(path: str) -> Any:
     """Read and parse the --model_config_file."""
-    return parse_model_server_config(_read(path, "--model_config_file"), path)
+    return parse_model_server_config(read_config_file(path, "--model_config_file"), path)
 
 
 def parse_monitoring_config(text: str, source: str = "<text>") -> Any:
     """Parse a text-format MonitoringConfig; an enabled empty path gets TF Serving's default."""
-    config = _parse_text_format(text, MonitoringConfig(), source)
+    config = parse_text_format(text, MonitoringConfig(), source)
     if config.prometheus_config.enable and not config.prometheus_config.path:
         config.prometheus_config.path = DEFAULT_PROMETHEUS_PATH
     return config
@@ -91,7 +92,7 @@ def parse_monitoring_config(text: str, source: str = "<text>") -> Any:
 
 def load_monitoring_config(path: str) -> Any:
     """Read and parse the --monitoring_config_file."""
-    return parse_monitoring_config(_read(path, "--monitoring_config_file"), path)
+    return parse_monitoring_config(read_config_file(path, "--monitoring_config_file"), path)
 
 
 def single_model_config(name: str, base_path: str) -> Any:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 import ssl
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from server.config import ConfigFileError
+from server.config import ConfigFileError, parse_text_format, read_config_file
 
 
 def _build_ssl_config_message() -> Any:
@@ -48,25 +47,12 @@ SSLConfig = _build_ssl_config_message()
 
 def parse_ssl_config(text: str, source: str = "<text>") -> Any:
     """Parse a text-format SSLConfig; errors name the source and the parser's message."""
-    config = SSLConfig()
-    try:
-        text_format.Parse(text, config)
-    except text_format.ParseError as error:
-        raise ConfigFileError(
-            f"Error parsing text-format tensorflow.serving.SSLConfig from {source}: {error}"
-        ) from None
-    return config
+    return parse_text_format(text, SSLConfig(), source)
 
 
 def load_ssl_config(path: str) -> Any:
     """Read, parse and check the --ssl_config_file."""
-    try:
-        text = Path(path).read_text()
-    except OSError as error:
-        raise ConfigFileError(
-            f"cannot read --ssl_config_file {path!r}: {error.strerror or error}"
-        ) from None
-    config = parse_ssl_config(text, path)
+    config = parse_ssl_config(read_config_file(path, "--ssl_config_file"), path)
     check_ssl_config(config, path)
     return config
 
