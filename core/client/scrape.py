@@ -1,20 +1,18 @@
-"""Scraping a model server's Prometheus metrics: batch sizes, queueing and request counts.
+"""A model server's Prometheus metrics text read into histogram totals, buckets and counters.
 
-Parsed with prometheus_client's own text parser, so it reads real TF Serving (metric names such
-as ``:tensorflow:serving:batching_session:processed_batch_size``) as well as the embedded server.
+Reads real TF Serving (metric names such as
+``:tensorflow:serving:batching_session:processed_batch_size``) as well as the embedded server:
+core.client.exposition's fast reader first, prometheus_client's text parser as the fallback.
+Fetching the text is the caller's: core.fleet (the console and `status`) and core.report.server_side
+(`bench --metrics`).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from core.client.exposition import Family, Unreadable, read_families
-
-if TYPE_CHECKING:
-    import aiohttp
 
 PROCESSED_BATCH_SIZE = ":tensorflow:serving:batching_session:processed_batch_size"
 QUEUING_LATENCY = ":tensorflow:serving:batching_session:queuing_latency"
@@ -165,85 +163,6 @@ def parse_metrics(
             for name, series in buckets.items()
         },
     )
-
-
-@dataclass(frozen=True)
-class ServerBatching:
-    """The server's batching as the Batch fill panel shows it."""
-
-    batch_size_mean: float | None
-    max_batch_size: int | None
-    queuing_latency_ms: float | None
-
-    @property
-    def fill_ratio(self) -> float | None:
-        """Mean processed batch size over the configured maximum; None when unknown."""
-        if self.batch_size_mean is None or not self.max_batch_size:
-            return None
-        return self.batch_size_mean / self.max_batch_size
-
-
-def server_batching(
-    current: ServerMetrics,
-    previous: ServerMetrics | None,
-    *,
-    model_name: str | None,
-    max_batch_size: int | None,
-) -> ServerBatching:
-    """Batch size and queueing between two scrapes (since start when nothing new came in)."""
-    sizes = current.histogram(PROCESSED_BATCH_SIZE, model_name)
-    queuing = current.histogram(QUEUING_LATENCY, model_name)
-    if previous is not None and sizes is not None:
-        recent = sizes.since(previous.histogram(PROCESSED_BATCH_SIZE, model_name))
-        if recent.count > 0:
-            sizes = recent
-            if queuing is not None:
-                queuing = queuing.since(previous.histogram(QUEUING_LATENCY, model_name))
-    queuing_mean_us = queuing.mean if queuing is not None else None
-    return ServerBatching(
-        batch_size_mean=sizes.mean if sizes is not None else None,
-        max_batch_size=max_batch_size,
-        # TF Serving records queueing latency in microseconds.
-        queuing_latency_ms=queuing_mean_us / 1000 if queuing_mean_us is not None else None,
-    )
-
-
-class MetricsScraper:
-    """Reads a metrics URL; ``scrape`` returns None when the server exposes no metrics there."""
-
-    def __init__(
-        self, url: str, *, timeout_s: float = 2.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.url = url
-        self._timeout_s = timeout_s
-        self._clock = clock
-        self._session: aiohttp.ClientSession | None = None
-
-    async def scrape(self) -> ServerMetrics | None:
-        """One scrape; None on HTTP 404 (metrics not enabled); ScrapeError when unreachable."""
-        # Imported on first use: aiohttp costs ~0.1-0.25 s, which the first frame must not pay.
-        import aiohttp
-
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._timeout_s)
-            )
-        try:
-            async with self._session.get(self.url) as response:
-                if response.status == 404:
-                    return None
-                if response.status != 200:
-                    raise ScrapeError(f"GET {self.url}: HTTP {response.status}")
-                text = await response.text()
-        except (aiohttp.ClientError, TimeoutError) as error:
-            raise ScrapeError(f"GET {self.url}: {error or type(error).__name__}") from error
-        return parse_metrics(text, scraped_at=self._clock())
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
 
 def metrics_url(rest_base_url: str, path: str | None) -> str:

@@ -1,12 +1,8 @@
-"""Prometheus scraping: TF Serving's metric names parsed with prometheus_client's parser."""
+"""A model server's Prometheus text: TF Serving's metric names read into totals and counters."""
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator
-
 import pytest
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from core.client.scrape import (
@@ -14,11 +10,9 @@ from core.client.scrape import (
     QUEUING_LATENCY,
     REQUEST_COUNT,
     HistogramTotals,
-    MetricsScraper,
     ScrapeError,
     metrics_url,
     parse_metrics,
-    server_batching,
 )
 
 # What real TF Serving writes (its exporter names counters without _total and keeps the colons).
@@ -48,13 +42,17 @@ def test_parses_tf_serving_exposition() -> None:
     assert metrics.histogram(PROCESSED_BATCH_SIZE, "chat") == HistogramTotals(4, 80)
     assert metrics.histogram(PROCESSED_BATCH_SIZE) == HistogramTotals(5, 82)
     assert metrics.histogram(PROCESSED_BATCH_SIZE, "missing") is None
+    assert HistogramTotals(4, 80).mean == 20.0
+    # TF Serving records queueing latency in microseconds: a mean of 500 us.
+    assert metrics.histogram(QUEUING_LATENCY, "chat") == HistogramTotals(4, 2000)
+    assert metrics.buckets[PROCESSED_BATCH_SIZE][(("model_name", "chat"),)] == (
+        (8.0, 2.0),
+        (float("inf"), 4.0),
+    )
     errors = metrics.counter(REQUEST_COUNT, model_name="chat", status="NOT_FOUND")
     assert list(errors.values()) == [2.0]
     assert sum(metrics.counter(REQUEST_COUNT, status="OK").values()) == 47.0
-    batching = server_batching(metrics, None, model_name="chat", max_batch_size=32)
-    assert batching.batch_size_mean == 20.0
-    assert batching.fill_ratio == pytest.approx(20 / 32)
-    assert batching.queuing_latency_ms == pytest.approx(0.5)
+    assert metrics.exports(REQUEST_COUNT) and metrics.exports(QUEUING_LATENCY)
 
 
 def test_parses_prometheus_client_exposition_and_takes_deltas_between_scrapes() -> None:
@@ -67,21 +65,25 @@ def test_parses_prometheus_client_exposition_and_takes_deltas_between_scrapes() 
     first = parse_metrics(generate_latest(registry).decode())
     assert first.histogram(PROCESSED_BATCH_SIZE, "m") == HistogramTotals(2, 6)
     assert list(first.counter(REQUEST_COUNT, status="OK").values()) == [3.0]
+    assert not any(name.endswith("_created") for name in first.counters)
     for size in (30, 32):
         sizes.labels("m").observe(size)
     second = parse_metrics(generate_latest(registry).decode())
-    recent = server_batching(second, first, model_name="m", max_batch_size=32)
-    assert recent.batch_size_mean == 31.0  # only the batches since the previous scrape
-    idle = server_batching(second, second, model_name="m", max_batch_size=32)
-    assert idle.batch_size_mean == 17.0  # nothing new: the mean since start
-    assert server_batching(second, None, model_name="m", max_batch_size=None).fill_ratio is None
+    totals = second.histogram(PROCESSED_BATCH_SIZE, "m")
+    assert totals is not None and totals.mean == 17.0  # since start
+    recent = totals.since(first.histogram(PROCESSED_BATCH_SIZE, "m"))
+    assert recent == HistogramTotals(2, 62) and recent.mean == 31.0  # since the previous scrape
+    idle = totals.since(second.histogram(PROCESSED_BATCH_SIZE, "m"))
+    assert idle == HistogramTotals(0, 0) and idle.mean is None  # nothing new
+    assert totals.since(None) == totals
 
 
-def test_no_batching_metrics_means_unknown_fill() -> None:
+def test_no_batching_metrics_means_none_not_zero() -> None:
     metrics = parse_metrics("# TYPE up gauge\nup 1\n")
-    batching = server_batching(metrics, None, model_name="m", max_batch_size=32)
-    assert batching.batch_size_mean is None and batching.fill_ratio is None
-    assert batching.queuing_latency_ms is None
+    assert metrics.histogram(PROCESSED_BATCH_SIZE, "m") is None
+    assert metrics.histogram(QUEUING_LATENCY) is None
+    assert not metrics.exports(PROCESSED_BATCH_SIZE) and metrics.exports("up")
+    assert metrics.counter(REQUEST_COUNT) == {}
 
 
 def test_a_server_restart_does_not_give_negative_deltas() -> None:
@@ -98,50 +100,3 @@ def test_metrics_url_joins_base_and_path() -> None:
         "http://127.0.0.1:8501/monitoring/prometheus/metrics"
     )
     assert metrics_url("http://h:1", "metrics") == "http://h:1/metrics"
-
-
-@pytest.fixture
-async def metrics_server() -> AsyncIterator[str]:
-    """An aiohttp server with TF Serving's text at /metrics and nothing elsewhere."""
-
-    async def handle(request: web.Request) -> web.Response:
-        return web.Response(text=TF_SERVING_TEXT, content_type="text/plain")
-
-    app = web.Application()
-    app.router.add_get("/metrics", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
-
-
-async def test_scraper_reads_a_live_endpoint_and_reports_missing_metrics(
-    metrics_server: str,
-) -> None:
-    scraper = MetricsScraper(metrics_url(metrics_server, "/metrics"), clock=lambda: 42.0)
-    try:
-        metrics = await scraper.scrape()
-        assert metrics is not None and metrics.scraped_at == 42.0
-        assert metrics.histogram(QUEUING_LATENCY, "chat") == HistogramTotals(4, 2000)
-    finally:
-        await scraper.close()
-    no_metrics = MetricsScraper(metrics_url(metrics_server, "/monitoring/prometheus/metrics"))
-    try:
-        assert await no_metrics.scrape() is None
-    finally:
-        await no_metrics.close()
-
-
-async def test_scraper_raises_when_nothing_listens() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        free_port = probe.getsockname()[1]
-    scraper = MetricsScraper(f"http://127.0.0.1:{free_port}/metrics", timeout_s=1.0)
-    try:
-        with pytest.raises(ScrapeError, match=f"127.0.0.1:{free_port}"):
-            await scraper.scrape()
-    finally:
-        await scraper.close()
