@@ -26,6 +26,8 @@ class UsageError(ValueError):
 
 def build_parser() -> argparse.ArgumentParser:
     """The status command's arguments."""
+    from core.fleet.flags import add_metrics_argument, add_prometheus_argument, add_target_argument
+
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=(
@@ -35,21 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="exit codes: 0 every replica up, 1 a replica down, 2 usage error",
     )
-    parser.add_argument(
-        "--target",
-        action="append",
-        default=[],
-        metavar="HOST:PORT",
+    add_target_argument(
+        parser,
         help="a replica's gRPC address or 'dns:///NAME:PORT' (every address is a replica); "
         "repeat for more; default: the config's targets",
     )
-    parser.add_argument(
-        "--metrics",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="a replica's Prometheus metrics URL, repeated in the order of --target "
-        "(default: each replica's host, the config's rest_port and metrics_path)",
+    add_metrics_argument(
+        parser, default="each replica's host, the config's rest_port and metrics_path"
     )
     parser.add_argument(
         "--max-batch-size",
@@ -60,9 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a replica's server-side max_batch_size for batch fill, in the order of --target "
         "(default: inferred from its processed_batch_size histogram)",
     )
-    parser.add_argument(
-        "--prometheus", metavar="URL", help="read the figures from this Prometheus server"
-    )
+    add_prometheus_argument(parser, help="read the figures from this Prometheus server")
     parser.add_argument("--model", help="model name (default: every model's requests)")
     parser.add_argument(
         "--window",

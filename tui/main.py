@@ -12,29 +12,19 @@ from pathlib import Path
 
 
 def _parser(prog: str, description: str, *, chat: bool) -> argparse.ArgumentParser:
+    # Imported here, as everything else: `import tui.main` stays as light as `deepchat-tfs --help`.
+    from core.fleet.flags import add_metrics_argument, add_prometheus_argument, add_target_argument
+
     parser = argparse.ArgumentParser(prog=prog, description=description)
     if chat:
-        parser.add_argument(
-            "--target",
-            action="append",
-            default=[],
-            metavar="HOST:PORT",
-            help="a TF Serving gRPC endpoint; repeat for replicas (default: the config's)",
+        add_target_argument(
+            parser, help="a TF Serving gRPC endpoint; repeat for replicas (default: the config's)"
         )
         parser.add_argument("--model", metavar="NAME", help="model name to chat with")
         parser.add_argument("--signature", metavar="S", help="signature name (serving_default)")
-    parser.add_argument(
-        "--metrics",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="a replica's Prometheus metrics URL, repeated in the order of --target "
-        "(default: each target's host, rest_port and metrics_path)",
-    )
-    parser.add_argument(
-        "--prometheus",
-        metavar="URL",
-        help="read the servers' figures from this Prometheus server (PromQL) instead",
+    add_metrics_argument(parser, default="each target's host, rest_port and metrics_path")
+    add_prometheus_argument(
+        parser, help="read the servers' figures from this Prometheus server (PromQL) instead"
     )
     parser.add_argument("--config", type=Path, metavar="F", help="config file (config.yaml)")
     parser.add_argument(
