@@ -26,6 +26,13 @@ import grpc
 import numpy as np
 import psutil
 
+from benchmarks.hostile_requests import (
+    GRPC_GARBAGE,
+    declared_request,
+    long_number_body,
+    nested_json_body,
+    text_rows_body,
+)
 from core.embedded.launcher import EmbeddedServer
 from core.wire import protos
 from core.wire.tensors import make_tensor_proto
@@ -103,19 +110,6 @@ def server(
             print(f"    (server log: {log_size} bytes)")
 
 
-def _fill_request(model: str, alias: str, dtype: int, shape: list[int], values: Any) -> Any:
-    request = protos.predict_pb2.PredictRequest()
-    request.model_spec.name = model
-    tensor = request.inputs[alias]
-    tensor.dtype = dtype
-    for size in shape:
-        tensor.tensor_shape.dim.add(size=size)
-    if values is not None:
-        field = "string_val" if dtype == protos.types_pb2.DT_STRING else "float_val"
-        getattr(tensor, field).extend(values)
-    return request
-
-
 def grpc_case(target: str, request: Any, timeout_s: float = 60) -> str:
     """Send one Predict; its outcome as a code name and the start of its message."""
     with grpc.insecure_channel(target) as channel:
@@ -187,7 +181,7 @@ def idle_connections_case(embedded: EmbeddedServer, count: int, kill_mb: float) 
             opened += 1
         except OSError:
             break
-    request = _fill_request("half_plus_two", "x", protos.types_pb2.DT_FLOAT, [1, 1], [1.0])
+    request = declared_request("half_plus_two", "x", protos.types_pb2.DT_FLOAT, [1, 1], [1.0])
     measure(
         f"{opened} idle half-header REST connections, then gRPC Predict",
         embedded,
@@ -317,10 +311,10 @@ def main(argv: list[str] | None = None) -> int:
             ("gRPC x [1e6, 1e6] one value (1e12 elements)", "half_plus_two", "x", dt_float,
              [10**6, 10**6], [1.0]),
         ):  # fmt: skip
-            request = _fill_request(model, alias, dtype, shape, values)
+            request = declared_request(model, alias, dtype, shape, values)
             single.append(("fill", label, None, lambda e, r=request: grpc_case(e.grpc_target, r)))
     if "batching" in cases:
-        request = _fill_request("half_plus_two", "x", dt_float, [10**9, 1], [1.0])
+        request = declared_request("half_plus_two", "x", dt_float, [10**9, 1], [1.0])
         single.append(
             (
                 "batching",
@@ -331,15 +325,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     if "rest" in cases:
         predict = "/v1/models/half_plus_two:predict"
-        nested = b'{"instances": ' + b"[" * 10000 + b"1" + b"]" * 10000 + b"}"
-        big_int = b'{"instances": [[' + b"9" * 5000 + b"]]}"
-        garbage = b"\xff\xfe garbage \x00\x01" * 10
+        nested, big_int = nested_json_body(10_000), long_number_body(5000)
         single += [
             ("rest", "REST 10,000-level nested JSON", None,
              lambda e: rest_case(e.rest_url + predict, nested)),
             ("rest", "REST 5,000-digit integer", None,
              lambda e: rest_case(e.rest_url + predict, big_int)),
-            ("rest", "gRPC garbage bytes", None, lambda e: grpc_raw_case(e.grpc_target, garbage)),
+            ("rest", "gRPC garbage bytes", None,
+             lambda e: grpc_raw_case(e.grpc_target, GRPC_GARBAGE)),
         ]  # fmt: skip
     if "restbody" in cases:
         for mib in (15, 32):
@@ -357,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         with server(models, batching=batching) as embedded:
             measure(label, embedded, kill, lambda s=send, e=embedded: s(e))
     if "demo" in cases and args.demo_base_path is not None:
-        rows = b'{"instances": [' + b",".join([b'"what is a canary"'] * 100_000) + b"]}"
+        rows = text_rows_body(100_000)
         for demo_batching in ({"max_batch_size": 32}, None):
             with server(
                 [("deepchat_model", args.demo_base_path.resolve())], batching=demo_batching

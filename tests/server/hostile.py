@@ -1,4 +1,7 @@
-"""Helpers for hostile-input tests: hand-made TensorProtos and the server's RSS while it answers."""
+"""Helpers for hostile-input tests: the server's RSS while it answers.
+
+The hostile requests themselves are in benchmarks/hostile_requests.py, shared with the probe.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +10,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import psutil
 
-from core.wire import protos
-
 MB = 2**20
-
-
-def declared_request(
-    model: str, alias: str, dtype: int, shape: list[int], values: list[Any] | None = None
-) -> Any:
-    """A PredictRequest whose one tensor declares shape and carries only values (fill rule)."""
-    request = protos.predict_pb2.PredictRequest()
-    request.model_spec.name = model
-    tensor = request.inputs[alias]
-    tensor.dtype = dtype
-    for size in shape:
-        tensor.tensor_shape.dim.add(size=size)
-    if values:
-        field = "string_val" if dtype == protos.types_pb2.DT_STRING else "float_val"
-        getattr(tensor, field).extend(values)
-    return request
 
 
 @dataclass

@@ -9,13 +9,13 @@ import resource
 import grpc
 import pytest
 
+from benchmarks.hostile_requests import declared_request
 from core.wire import protos
 from server.errors import ServingStatus, for_resource_error
 from server.limits import STRING_ELEMENT_BYTES, RequestLimits, raise_open_file_limit, tensor_bytes
 from server.log_limits import RepeatedLineFilter
 from server.rest_connections import ConnectionGuard
 from server.shedding import InflightLimit, default_max_inflight
-from tests.server.hostile import declared_request
 
 DT_FLOAT = protos.types_pb2.DT_FLOAT
 DT_STRING = protos.types_pb2.DT_STRING

@@ -6,7 +6,6 @@ and the server's RSS stays near where it was. Bounds are generous: the machine i
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -14,10 +13,17 @@ import aiohttp
 import numpy as np
 import pytest
 
+from benchmarks.hostile_requests import (
+    GRPC_GARBAGE,
+    declared_request,
+    long_number_body,
+    nested_json_body,
+    text_rows_body,
+)
 from core.embedded.launcher import EmbeddedServer
 from core.wire import protos
 from tests.server.grpc_helpers import Stubs, open_channel, outputs_of, predict_request, rpc_error
-from tests.server.hostile import declared_request, watch_rss
+from tests.server.hostile import watch_rss
 
 pytestmark = pytest.mark.slow
 
@@ -128,7 +134,7 @@ async def test_batching_refuses_a_large_task_before_building_it(
 async def test_100000_text_rows_to_the_batching_demo_model_are_refused_at_once(
     demo_server: EmbeddedServer,
 ) -> None:
-    body = json.dumps({"instances": ["what is a canary"] * 100_000})
+    body = text_rows_body(100_000)
     async with aiohttp.ClientSession() as http:
         with watch_rss(demo_server.pid) as rss:
             async with http.post(
@@ -156,13 +162,10 @@ async def _post(server: EmbeddedServer, body: bytes) -> tuple[int, dict[str, str
     ("body", "message"),
     [
         (
-            b'{"instances": ' + b"[" * 10_000 + b"1" + b"]" * 10_000 + b"}",
+            nested_json_body(10_000),
             "JSON Parse error: the document nests arrays or objects too deeply",
         ),
-        (
-            b'{"instances": [[' + b"9" * 5000 + b"]]}",
-            "JSON Parse error: Number too big to be stored in double.",
-        ),
+        (long_number_body(5000), "JSON Parse error: Number too big to be stored in double."),
     ],
     ids=["10000-levels", "5000-digits"],
 )
@@ -176,7 +179,7 @@ async def test_rest_json_too_deep_or_too_long_is_a_plain_400(
 async def test_rest_json_nested_just_under_the_parser_limit_is_a_plain_400(
     serving_server: EmbeddedServer,
 ) -> None:
-    body = b'{"instances": ' + b"[" * 900 + b"1" + b"]" * 900 + b"}"
+    body = nested_json_body(900)
     status, answer = await _post(serving_server, body)
     assert status == 400
     assert "Error" not in answer["error"] and "Traceback" not in answer["error"]
@@ -208,8 +211,7 @@ async def test_garbage_bytes_over_grpc_are_invalid_argument(
             request_serializer=lambda raw: raw,
             response_deserializer=lambda raw: raw,
         )
-        garbage = b"\xff\xfe garbage \x00\x01" * 10
-        code, details = await rpc_error(predict(garbage))
+        code, details = await rpc_error(predict(GRPC_GARBAGE))
         # The service still answers well-formed requests on the same channel.
         status = await Stubs(channel).model.GetModelStatus(
             protos.get_model_status_pb2.GetModelStatusRequest(
@@ -218,7 +220,7 @@ async def test_garbage_bytes_over_grpc_are_invalid_argument(
         )
     assert code == "INVALID_ARGUMENT"
     assert details == (
-        f"Failed to parse the request: its {len(garbage)} bytes are not a valid "
+        f"Failed to parse the request: its {len(GRPC_GARBAGE)} bytes are not a valid "
         "tensorflow.serving.PredictRequest"
     )
     assert status.model_version_status
@@ -233,7 +235,7 @@ async def test_100000_text_rows_to_the_unbatched_demo_model_stop_at_tensorflows_
         models=[{"name": "deepchat_model", "base_path": demo_model_base_path}],
         flags=[f"--tensorflow_cpu_memory_limit_in_mb={limit_mb}"],
     )
-    body = json.dumps({"instances": ["what is a canary"] * 100_000})
+    body = text_rows_body(100_000)
     async with aiohttp.ClientSession() as http:
         with watch_rss(server.pid) as rss:
             async with http.post(
