@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from core.chat.transcript import (
+    FULL_CHECK_EVERY_S,
     MIGRATIONS,
     SCHEMA_VERSION,
     Transcript,
@@ -146,6 +149,68 @@ def test_damaged_pages_behind_a_valid_header_are_caught_at_open(tmp_path: Path) 
         assert reopened.notice is not None
         reopened.add_prompt("a new start")
         assert [message.text for message in reopened.messages()] == ["a new start"]
+
+
+def test_a_cleanly_closed_transcript_reopens_without_reading_every_page(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    with Transcript(path) as transcript:
+        assert transcript.checked  # never seen before: every page read
+        transcript.add_prompt("kept")
+    record = tmp_path / "t.db-clean"
+    assert record.stat().st_mode & 0o777 == 0o600
+    with Transcript(path) as reopened:
+        assert not reopened.checked
+        assert not record.exists()  # consumed: a crash from here on means a full check
+        assert [m.text for m in reopened.pending_prompts()] == ["kept"]
+    with Transcript(path) as again:
+        assert not again.checked
+
+
+def test_a_crash_means_a_full_check_at_the_next_open(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    Transcript(path).close()
+    crash = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from core.chat.transcript import Transcript\n"
+        "Transcript(Path(sys.argv[1])).add_prompt('typed before the crash')\n"
+        "os._exit(1)\n"
+    )
+    subprocess.run([sys.executable, "-c", crash, str(path)], check=False, timeout=60)
+    with Transcript(path) as reopened:
+        assert reopened.checked
+        assert [m.text for m in reopened.pending_prompts()] == ["typed before the crash"]
+
+
+def test_a_second_console_and_any_outside_write_mean_a_full_check(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    Transcript(path).close()
+    first = Transcript(path)
+    with Transcript(path) as second:  # the first one took the record and holds the WAL
+        assert second.checked
+    first.close()  # the last one out leaves a record
+    assert (tmp_path / "t.db-clean").exists()
+    path.write_bytes(path.read_bytes())  # the same bytes, written by something else
+    with Transcript(path) as reopened:
+        assert reopened.checked
+
+
+def test_a_week_after_the_last_full_check_the_next_open_checks_again(tmp_path: Path) -> None:
+    path, clock = tmp_path / "t.db", FakeClock()
+    Transcript(path, clock=clock).close()
+    with Transcript(path, clock=clock) as soon:
+        assert not soon.checked
+    clock.now += FULL_CHECK_EVERY_S
+    with Transcript(path, clock=clock) as later:
+        assert later.checked
+
+
+def test_an_unreadable_clean_record_means_a_full_check(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    Transcript(path).close()
+    (tmp_path / "t.db-clean").write_text("{not json")
+    with Transcript(path) as reopened:
+        assert reopened.checked and reopened.notice is None
 
 
 def test_transcript_file_and_directory_are_private(tmp_path: Path) -> None:
