@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
 from core.metrics.latency import LatencyRecorder, LatencySummary
 
@@ -58,6 +60,36 @@ class LoadDelta:
     failure: str | None = None
     # A warm-up delta: measured before the run's window, kept apart from its figures.
     warmup: bool = False
+
+    @cached_property
+    def latency(self) -> DeltaLatency:
+        """This delta's histograms decoded, once for every consumer (the run's totals, its
+        second-by-second series and the console's stats all read the same recorders).
+
+        Read-only: add() them into other recorders, never record into them. Decoded on first
+        use, in the process that reads the delta; not pickled with it.
+        """
+        return DeltaLatency(
+            _decoded(self.corrected), _decoded(self.uncorrected), _decoded(self.schedule_lag)
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("latency", None)
+        return state
+
+
+@dataclass(frozen=True)
+class DeltaLatency:
+    """A LoadDelta's histograms, decoded; None for one the delta does not carry."""
+
+    corrected: LatencyRecorder | None
+    uncorrected: LatencyRecorder | None
+    schedule_lag: LatencyRecorder | None
+
+
+def _decoded(encoded: bytes) -> LatencyRecorder | None:
+    return LatencyRecorder.decode(encoded) if encoded else None
 
 
 class LoadRecorder:
@@ -163,13 +195,14 @@ class LoadTotals:
         self.batches += delta.batches
         self.batch_rows += delta.batch_rows
         self._in_flight_by_worker[delta.worker] = delta.in_flight
-        for recorder, encoded in (
-            (self.corrected, delta.corrected),
-            (self.uncorrected, delta.uncorrected),
-            (self.schedule_lag, delta.schedule_lag),
+        latency = delta.latency
+        for recorder, decoded in (
+            (self.corrected, latency.corrected),
+            (self.uncorrected, latency.uncorrected),
+            (self.schedule_lag, latency.schedule_lag),
         ):
-            if encoded:
-                recorder.add(LatencyRecorder.decode(encoded))
+            if decoded is not None:
+                recorder.add(decoded)
 
     @property
     def batch_size_mean(self) -> float | None:

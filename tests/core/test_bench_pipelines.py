@@ -4,6 +4,7 @@ the SLO watch, REST status codes, connection settings and the warm-up's load."""
 from __future__ import annotations
 
 import datetime as dt
+import pickle
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,32 @@ def test_time_series_rows_add_up_and_fill_quiet_seconds() -> None:
         "p99_ms,in_flight,late_sends"
     )
     assert timeseries_text(rows, ".jsonl").count("\n") == 3
+
+
+def test_a_deltas_histograms_are_decoded_once_for_every_consumer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from core.metrics.load import LoadTotals
+    from core.metrics.stats import StatsCollector
+
+    shipped = pickle.loads(pickle.dumps(delta(10, 10, 5.0)))
+    decoded = LatencyRecorder.decode
+    calls: list[int] = []
+
+    def counting(encoded: bytes | str) -> LatencyRecorder:
+        calls.append(len(encoded))
+        return decoded(encoded)
+
+    monkeypatch.setattr(LatencyRecorder, "decode", counting)
+    totals, series, stats = LoadTotals(), SecondSeries(), StatsCollector()
+    totals.add(shipped)
+    series.add(shipped, 0.2, in_flight=0)
+    stats.merge_delta(shipped)
+    assert len(calls) == 3  # corrected, uncorrected, schedule lag: once each
+    assert totals.corrected.count == stats.snapshot().requests_total == 10
+    assert series.finish()[0].p50_ms is not None
+    # The decoded recorders stay behind when the delta is pickled again.
+    assert "latency" not in pickle.loads(pickle.dumps(shipped)).__dict__
 
 
 def test_hgrm_is_hdrhistograms_percentile_format() -> None:
