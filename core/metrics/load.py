@@ -36,6 +36,15 @@ def latency_ms(summary: LatencySummary) -> dict[str, float | None]:
     return {key: round(value, 3) for key, value in values.items()}
 
 
+def nested_origins(counts: dict[tuple[str, str], int]) -> dict[str, dict[str, int]]:
+    """(code, origin) counts as {code: {origin: count}}, codes and origins sorted."""
+    nested: dict[str, dict[str, int]] = {}
+    for (code, origin), count in sorted(counts.items()):
+        if count:
+            nested.setdefault(code, {})[origin] = count
+    return nested
+
+
 @dataclass
 class LoadDelta:
     """What one worker measured since its previous delta; picklable, streamed to the parent."""
@@ -46,6 +55,8 @@ class LoadDelta:
     ok: int = 0
     late_sends: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    # The errors again by (code, origin): "server", "transport" or "client" (core.client.errors).
+    error_origins: dict[tuple[str, str], int] = field(default_factory=dict)
     versions: dict[int, int] = field(default_factory=dict)
     batches: int = 0
     batch_rows: int = 0
@@ -100,6 +111,7 @@ class LoadRecorder:
         self.warmup = warmup
         self._delta = LoadDelta(worker, warmup=warmup)
         self._errors: Counter[str] = Counter()
+        self._error_origins: Counter[tuple[str, str]] = Counter()
         self._versions: Counter[int] = Counter()
         self._corrected = LatencyRecorder()
         self._uncorrected = LatencyRecorder()
@@ -124,8 +136,14 @@ class LoadRecorder:
         finished_at: float,
         code: str = "OK",
         served_version: int | None = None,
+        *,
+        origin: str | None = None,
     ) -> None:
-        """Count a reply (or failure) and its latency from the intended and the actual send time."""
+        """Count a reply (or failure) and its latency from the intended and the actual send time.
+
+        origin says where a failure's status came from ("server", "transport" or "client");
+        a failure without one is counted by code alone.
+        """
         self.in_flight -= 1
         self._delta.finished += 1
         if code == "OK":
@@ -134,6 +152,8 @@ class LoadRecorder:
                 self._versions[served_version] += 1
         else:
             self._errors[code] += 1
+            if origin is not None:
+                self._error_origins[code, origin] += 1
         self._corrected.record(max(finished_at - intended_at, 0.0))
         self._uncorrected.record(max(finished_at - sent_at, 0.0))
 
@@ -146,6 +166,7 @@ class LoadRecorder:
         """Everything recorded since the last call; starts a new interval."""
         delta = self._delta
         delta.errors = dict(self._errors)
+        delta.error_origins = dict(self._error_origins)
         delta.versions = dict(self._versions)
         delta.in_flight = self.in_flight
         delta.corrected = self._corrected.encode()
@@ -155,6 +176,7 @@ class LoadRecorder:
         delta.load_phase_end = load_phase_end
         self._delta = LoadDelta(self.worker, warmup=self.warmup)
         self._errors.clear()
+        self._error_origins.clear()
         self._versions.clear()
         self._corrected = LatencyRecorder()
         self._uncorrected = LatencyRecorder()
@@ -171,6 +193,8 @@ class LoadTotals:
         self.ok = 0
         self.late_sends = 0
         self.errors: Counter[str] = Counter()
+        # (code, origin) -> count; see LoadDelta.error_origins.
+        self.error_origins: Counter[tuple[str, str]] = Counter()
         self.versions: Counter[int] = Counter()
         self.batches = 0
         self.batch_rows = 0
@@ -191,6 +215,7 @@ class LoadTotals:
         self.ok += delta.ok
         self.late_sends += delta.late_sends
         self.errors.update(delta.errors)
+        self.error_origins.update(delta.error_origins)
         self.versions.update(delta.versions)
         self.batches += delta.batches
         self.batch_rows += delta.batch_rows
@@ -203,6 +228,10 @@ class LoadTotals:
         ):
             if decoded is not None:
                 recorder.add(decoded)
+
+    def errors_by_origin(self) -> dict[str, dict[str, int]]:
+        """Each error code's count by origin, {code: {origin: count}}, sorted by code."""
+        return nested_origins(self.error_origins)
 
     @property
     def batch_size_mean(self) -> float | None:

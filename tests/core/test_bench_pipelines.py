@@ -53,6 +53,33 @@ def test_merge_adds_counts_and_histograms_exactly() -> None:
     ]
 
 
+def test_merge_adds_error_origins_and_keeps_older_reports_errors_by_code() -> None:
+    from tests.core.test_report import make_result
+
+    def with_origins(errors: dict[str, int], origins: dict[str, str], epoch: float):
+        result = make_result([1.0] * 10, errors, origins=origins)
+        result.started_epoch = epoch
+        return build_report(result)
+
+    first = with_origins({"UNAVAILABLE": 3}, {"UNAVAILABLE": "server"}, 1000.0)
+    second = with_origins(
+        {"UNAVAILABLE": 2, "DEADLINE_EXCEEDED": 1},
+        {"UNAVAILABLE": "transport", "DEADLINE_EXCEEDED": "client"},
+        1000.0,
+    )
+    merged = merge_reports([first, second])
+    assert merged.errors == {"DEADLINE_EXCEEDED": 1, "UNAVAILABLE": 5}
+    assert merged.error_origins == {
+        "DEADLINE_EXCEEDED": {"client": 1},
+        "UNAVAILABLE": {"server": 3, "transport": 2},
+    }
+    older = first.model_copy(update={"error_origins": None})
+    assert merge_reports([older, older]).error_origins is None
+    mixed = merge_reports([older, second])
+    assert mixed.errors == {"DEADLINE_EXCEEDED": 1, "UNAVAILABLE": 5}
+    assert mixed.errors_by_origin == {"transport": 2, "client": 1, "unrecorded": 3}
+
+
 def test_merge_refuses_a_report_without_histograms() -> None:
     old = report_of([1.0], 1.0).model_copy(update={"histograms": None})
     with pytest.raises(ValueError, match=r"old\.json: has no histograms"):
