@@ -26,7 +26,7 @@ from core.load.burst import BurstProgress, BurstRun, BurstTarget
 from core.load.spec import LoadSpec
 from core.report.model import BenchReport, save_report
 from core.report.slo import SloTerm, evaluate_slo
-from core.report.text import latency_chart_lines, render_markdown, render_table
+from core.report.text import errors_line, latency_chart_lines, render_markdown, render_table
 
 EXIT_OK, EXIT_BREACHED, EXIT_USAGE, EXIT_FAILED, EXIT_ABORTED = 0, 1, 2, 3, 130
 EXIT_HELP = (
@@ -171,6 +171,13 @@ def exit_code(report: BenchReport, aborted: bool) -> int:
     if report.requests == 0:
         print("deepchat-tfs bench: no request finished", file=sys.stderr)
         return EXIT_FAILED
+    if report.slo is None and report.error_count * 2 > report.requests:
+        # No error budget without --slo: say so where a script's log shows it.
+        print(
+            f"deepchat-tfs bench: {errors_line(report)}; exit 0 without --slo "
+            "(--slo 'errors<1%' makes such a run exit 1)",
+            file=sys.stderr,
+        )
     return EXIT_BREACHED if report.slo_passed is False else EXIT_OK
 
 

@@ -49,12 +49,17 @@ __all__ = [
 
 
 class ServingError(Exception):
-    """A failed call: the gRPC status code name and the server's message."""
+    """A failed call: the gRPC status code name and the server's message.
 
-    def __init__(self, code: str, message: str) -> None:
+    origin is set when this client made the error itself ("client" or "transport", see
+    core.client.errors); None leaves it to be read from the code and message.
+    """
+
+    def __init__(self, code: str, message: str, origin: str | None = None) -> None:
         super().__init__(code, message)
         self.code = code
         self.message = message
+        self.origin = origin
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -170,7 +175,7 @@ class ServingClient:
     async def _ensure_channel(self) -> None:
         """Open the channel on first use, inside the event loop that will use it."""
         if self._closed:
-            raise ServingError("CANCELLED", "the ServingClient is closed")
+            raise ServingError("CANCELLED", "the ServingClient is closed", origin="client")
         if self._channel is not None:
             return
         async with self._channel_lock:
@@ -180,7 +185,9 @@ class ServingClient:
                 channel = await open_channel(self.settings, self._credentials)
             except OSError as error:
                 raise ServingError(
-                    "UNAVAILABLE", f"cannot resolve targets {list(self.settings.targets)}: {error}"
+                    "UNAVAILABLE",
+                    f"cannot resolve targets {list(self.settings.targets)}: {error}",
+                    origin="transport",
                 ) from None
             prediction = protos.prediction_service_pb2_grpc.PredictionServiceStub(channel)
             models = protos.model_service_pb2_grpc.ModelServiceStub(channel)

@@ -12,7 +12,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
 
+from core.client.errors import CLIENT, error_code, error_origin
 from core.metrics.load import LoadRecorder
+
+__all__ = ["LoadGenerator", "SendFunction", "error_code"]
 
 # Sends a request (by its index in the run) and returns the model version that served it.
 SendFunction = Callable[[int], Awaitable[int | None]]
@@ -21,22 +24,6 @@ SendFunction = Callable[[int], Awaitable[int | None]]
 ABORT_GRACE_S = 0.5
 # Past its own deadline a request gets this much longer before it is cancelled and counted.
 DEADLINE_SLACK_S = 1.0
-
-
-def error_code(error: BaseException) -> str:
-    """The gRPC status code name that describes a failed send."""
-    code = getattr(error, "code", None)
-    if isinstance(code, str):
-        return code
-    if callable(code):
-        # grpc.aio.AioRpcError.code() returns a grpc.StatusCode enum.
-        with suppress(Exception):
-            return str(code().name)
-    if isinstance(error, TimeoutError):
-        return "DEADLINE_EXCEEDED"
-    if type(error).__name__ == "BatcherFull":
-        return "RESOURCE_EXHAUSTED"
-    return "UNKNOWN"
 
 
 class LoadGenerator:
@@ -142,18 +129,21 @@ class LoadGenerator:
         self, index: int, intended_at: float, sent_at: float, slots: asyncio.Semaphore | None
     ) -> None:
         served_version: int | None = None
-        code = "OK"
+        code, origin = "OK", None
         try:
             served_version = await self._send(index)
         except asyncio.CancelledError:
-            code = "CANCELLED" if self._aborted else "DEADLINE_EXCEEDED"
+            # Cancelled by this generator: an abort, or the drain past the request's deadline.
+            code, origin = "CANCELLED" if self._aborted else "DEADLINE_EXCEEDED", CLIENT
             raise
         except Exception as error:
-            code = error_code(error)
+            code, origin = error_code(error), error_origin(error)
         finally:
             if slots is not None:
                 slots.release()
-            self._recorder.finished(intended_at, sent_at, self._clock(), code, served_version)
+            self._recorder.finished(
+                intended_at, sent_at, self._clock(), code, served_version, origin=origin
+            )
 
     async def _drain(self) -> None:
         """Await in-flight requests up to their deadline (a short grace after an abort)."""

@@ -46,11 +46,16 @@ def error_code_for_status(status: int) -> str:
 
 
 class RestCallError(Exception):
-    """A REST predict that did not answer 200; `code` is TF Serving's error code name."""
+    """A REST predict that did not answer 200; `code` is TF Serving's error code name.
 
-    def __init__(self, code: str) -> None:
+    origin (core.client.errors): "server" when the server answered with an HTTP status,
+    "transport" when the connection failed before an answer.
+    """
+
+    def __init__(self, code: str, origin: str = "server") -> None:
         super().__init__(code)
         self.code = code
+        self.origin = origin
 
 
 @dataclass(frozen=True)
@@ -162,10 +167,12 @@ async def check_model(target: RestTarget, model: ModelSpec, timeout_s: float) ->
                     message = str(json.loads(text).get("error", text))
                 except (ValueError, AttributeError):
                     message = text.strip()[:200]
-                raise ServingError(error_code_for_status(response.status), message)
+                raise ServingError(error_code_for_status(response.status), message, origin="server")
     except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as error:
         raise ServingError(
-            "UNAVAILABLE", f"cannot reach {target.base_url}: {error or type(error).__name__}"
+            "UNAVAILABLE",
+            f"cannot reach {target.base_url}: {error or type(error).__name__}",
+            origin="transport",
         ) from None
     finally:
         await session.close()
@@ -189,7 +196,8 @@ async def rest_session(
                 await response.read()
                 status = response.status
         except aiohttp.ClientError:
-            raise RestCallError("UNAVAILABLE") from None
+            # Refused, reset or closed before an answer (a timeout is TimeoutError: the client's).
+            raise RestCallError("UNAVAILABLE", origin="transport") from None
         if status != 200:
             raise RestCallError(error_code_for_status(status))
         return None  # TF Serving's REST predict does not say which version answered

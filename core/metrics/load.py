@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
 from core.metrics.latency import LatencyRecorder, LatencySummary
 
@@ -34,6 +36,15 @@ def latency_ms(summary: LatencySummary) -> dict[str, float | None]:
     return {key: round(value, 3) for key, value in values.items()}
 
 
+def nested_origins(counts: dict[tuple[str, str], int]) -> dict[str, dict[str, int]]:
+    """(code, origin) counts as {code: {origin: count}}, codes and origins sorted."""
+    nested: dict[str, dict[str, int]] = {}
+    for (code, origin), count in sorted(counts.items()):
+        if count:
+            nested.setdefault(code, {})[origin] = count
+    return nested
+
+
 @dataclass
 class LoadDelta:
     """What one worker measured since its previous delta; picklable, streamed to the parent."""
@@ -44,6 +55,8 @@ class LoadDelta:
     ok: int = 0
     late_sends: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    # The errors again by (code, origin): "server", "transport" or "client" (core.client.errors).
+    error_origins: dict[tuple[str, str], int] = field(default_factory=dict)
     versions: dict[int, int] = field(default_factory=dict)
     batches: int = 0
     batch_rows: int = 0
@@ -59,6 +72,36 @@ class LoadDelta:
     # A warm-up delta: measured before the run's window, kept apart from its figures.
     warmup: bool = False
 
+    @cached_property
+    def latency(self) -> DeltaLatency:
+        """This delta's histograms decoded, once for every consumer (the run's totals, its
+        second-by-second series and the console's stats all read the same recorders).
+
+        Read-only: add() them into other recorders, never record into them. Decoded on first
+        use, in the process that reads the delta; not pickled with it.
+        """
+        return DeltaLatency(
+            _decoded(self.corrected), _decoded(self.uncorrected), _decoded(self.schedule_lag)
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("latency", None)
+        return state
+
+
+@dataclass(frozen=True)
+class DeltaLatency:
+    """A LoadDelta's histograms, decoded; None for one the delta does not carry."""
+
+    corrected: LatencyRecorder | None
+    uncorrected: LatencyRecorder | None
+    schedule_lag: LatencyRecorder | None
+
+
+def _decoded(encoded: bytes) -> LatencyRecorder | None:
+    return LatencyRecorder.decode(encoded) if encoded else None
+
 
 class LoadRecorder:
     """Records one worker's sends and replies and hands them out as deltas."""
@@ -68,6 +111,7 @@ class LoadRecorder:
         self.warmup = warmup
         self._delta = LoadDelta(worker, warmup=warmup)
         self._errors: Counter[str] = Counter()
+        self._error_origins: Counter[tuple[str, str]] = Counter()
         self._versions: Counter[int] = Counter()
         self._corrected = LatencyRecorder()
         self._uncorrected = LatencyRecorder()
@@ -92,8 +136,14 @@ class LoadRecorder:
         finished_at: float,
         code: str = "OK",
         served_version: int | None = None,
+        *,
+        origin: str | None = None,
     ) -> None:
-        """Count a reply (or failure) and its latency from the intended and the actual send time."""
+        """Count a reply (or failure) and its latency from the intended and the actual send time.
+
+        origin says where a failure's status came from ("server", "transport" or "client");
+        a failure without one is counted by code alone.
+        """
         self.in_flight -= 1
         self._delta.finished += 1
         if code == "OK":
@@ -102,6 +152,8 @@ class LoadRecorder:
                 self._versions[served_version] += 1
         else:
             self._errors[code] += 1
+            if origin is not None:
+                self._error_origins[code, origin] += 1
         self._corrected.record(max(finished_at - intended_at, 0.0))
         self._uncorrected.record(max(finished_at - sent_at, 0.0))
 
@@ -114,6 +166,7 @@ class LoadRecorder:
         """Everything recorded since the last call; starts a new interval."""
         delta = self._delta
         delta.errors = dict(self._errors)
+        delta.error_origins = dict(self._error_origins)
         delta.versions = dict(self._versions)
         delta.in_flight = self.in_flight
         delta.corrected = self._corrected.encode()
@@ -123,6 +176,7 @@ class LoadRecorder:
         delta.load_phase_end = load_phase_end
         self._delta = LoadDelta(self.worker, warmup=self.warmup)
         self._errors.clear()
+        self._error_origins.clear()
         self._versions.clear()
         self._corrected = LatencyRecorder()
         self._uncorrected = LatencyRecorder()
@@ -139,6 +193,8 @@ class LoadTotals:
         self.ok = 0
         self.late_sends = 0
         self.errors: Counter[str] = Counter()
+        # (code, origin) -> count; see LoadDelta.error_origins.
+        self.error_origins: Counter[tuple[str, str]] = Counter()
         self.versions: Counter[int] = Counter()
         self.batches = 0
         self.batch_rows = 0
@@ -159,17 +215,23 @@ class LoadTotals:
         self.ok += delta.ok
         self.late_sends += delta.late_sends
         self.errors.update(delta.errors)
+        self.error_origins.update(delta.error_origins)
         self.versions.update(delta.versions)
         self.batches += delta.batches
         self.batch_rows += delta.batch_rows
         self._in_flight_by_worker[delta.worker] = delta.in_flight
-        for recorder, encoded in (
-            (self.corrected, delta.corrected),
-            (self.uncorrected, delta.uncorrected),
-            (self.schedule_lag, delta.schedule_lag),
+        latency = delta.latency
+        for recorder, decoded in (
+            (self.corrected, latency.corrected),
+            (self.uncorrected, latency.uncorrected),
+            (self.schedule_lag, latency.schedule_lag),
         ):
-            if encoded:
-                recorder.add(LatencyRecorder.decode(encoded))
+            if decoded is not None:
+                recorder.add(decoded)
+
+    def errors_by_origin(self) -> dict[str, dict[str, int]]:
+        """Each error code's count by origin, {code: {origin: count}}, sorted by code."""
+        return nested_origins(self.error_origins)
 
     @property
     def batch_size_mean(self) -> float | None:

@@ -267,7 +267,7 @@ class StatsCollector:
 
     def merge_delta(self, delta: LoadDelta, batch_max_size: int | None = None) -> None:
         """Add a load worker's delta (its corrected latencies) to the current second."""
-        latency = LatencyRecorder.decode(delta.corrected) if delta.corrected else LatencyRecorder()
+        latency = delta.latency.corrected
         counters = _Counters(
             delta.finished,
             delta.ok,
@@ -279,7 +279,8 @@ class StatsCollector:
         )
         with self._lock:
             current = self._advance(self._clock())
-            current.recorder().add(latency)
+            if latency is not None:
+                current.recorder().add(latency)
             current.counters.add(counters)
             self._totals.add(counters)
             if batch_max_size is not None and delta.batches:

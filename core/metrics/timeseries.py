@@ -66,8 +66,9 @@ class SecondSeries:
         row.late_sends += delta.late_sends
         row.in_flight = in_flight
         self._errors.update(delta.errors)
-        if delta.corrected:
-            self._latency.add(LatencyRecorder.decode(delta.corrected))
+        corrected = delta.latency.corrected
+        if corrected is not None:
+            self._latency.add(corrected)
 
     def _advance_to(self, second: int) -> None:
         if self.rows and second <= self.rows[-1].second:

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from core.metrics.latency import LatencyRecorder
-from core.metrics.load import summarize_ms
+from core.metrics.load import nested_origins, summarize_ms
 from core.report.model import BatchFigures, BenchReport, Histograms, LatencyMs
 
 
@@ -79,9 +79,14 @@ def merge_reports(
     issued = sum(r.issued if r.issued is not None else r.requests for r in reports)
     errors: Counter[str] = Counter()
     versions: Counter[str] = Counter()
+    origins: Counter[tuple[str, str]] = Counter()
     for report in reports:
         errors.update(report.errors)
         versions.update(report.versions)
+        for code, by_origin in (report.error_origins or {}).items():
+            origins.update({(code, origin): count for origin, count in by_origin.items()})
+    # Reports written before origins were recorded add their errors by code alone.
+    recorded = any(report.error_origins is not None for report in reports)
     offered = None
     if all(r.offered_rps is not None for r in reports) and duration_s > 0:
         offered = round(sum((r.offered_rps or 0.0) * r.duration_s for r in reports) / duration_s, 3)
@@ -105,6 +110,7 @@ def merge_reports(
         issued=issued,
         ok=sum(r.ok for r in reports),
         errors=dict(sorted(errors.items())),
+        error_origins=nested_origins(origins) if recorded else None,
         latency_ms=LatencyMs(**summarize_ms(corrected)),
         uncorrected_latency_ms=LatencyMs(**summarize_ms(uncorrected)),
         schedule_lag_ms=LatencyMs(**summarize_ms(lag)) if lag_complete else None,

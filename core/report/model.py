@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.client.errors import CLIENT, ORIGINS, SERVER, TRANSPORT
 from core.identity import reports_dir
 from core.load.burst import BurstResult
 from core.metrics.load import summarize_ms
@@ -36,6 +37,37 @@ REPORT_FIELDS = (
     "batch",
     "versions",
 )
+
+
+# Errors of a report (or a merged part) that recorded no origin for them.
+UNRECORDED_ORIGIN = "unrecorded"
+# Origins in the order reports show them.
+ORIGIN_ORDER: tuple[str, ...] = (*ORIGINS, UNRECORDED_ORIGIN)
+
+
+def origin_totals(
+    errors: Mapping[str, int], error_origins: Mapping[str, Mapping[str, int]] | None
+) -> dict[str, int] | None:
+    """Failed requests per origin over all codes (see BenchReport.errors_by_origin)."""
+    if error_origins is None:
+        return None
+    totals = dict.fromkeys(ORIGIN_ORDER, 0)
+    for code, count in errors.items():
+        by_origin = code_origins(code, count, error_origins)
+        for origin, part in by_origin.items():
+            totals[origin] = totals.get(origin, 0) + part
+    return {origin: count for origin, count in totals.items() if count}
+
+
+def code_origins(
+    code: str, count: int, error_origins: Mapping[str, Mapping[str, int]]
+) -> dict[str, int]:
+    """One code's count by origin; what its origins do not cover is UNRECORDED_ORIGIN."""
+    by_origin = {origin: n for origin, n in error_origins.get(code, {}).items() if n}
+    rest = count - sum(by_origin.values())
+    if rest > 0:
+        by_origin[UNRECORDED_ORIGIN] = rest
+    return by_origin
 
 
 class LatencyMs(BaseModel):
@@ -73,6 +105,7 @@ class WarmupFigures(BaseModel):
     ok: int
     errors: dict[str, int]
     latency_ms: LatencyMs
+    error_origins: dict[str, dict[str, int]] | None = None
 
 
 class Histograms(BaseModel):
@@ -139,11 +172,41 @@ class BenchReport(BaseModel):
     abort_reason: str | None = None
     # For a merged report: the reports it was merged from (labels and targets).
     merged_from: list[dict[str, Any]] | None = None
+    # Each error code's count by where its status came from, {code: {origin: count}}: "server"
+    # (the server answered with it), "transport" (no answer: the connection failed or broke) or
+    # "client" (this client's own deadline or cancel); see core.client.errors. None in reports
+    # written before origins were recorded; a merged report counts the parts that had them.
+    error_origins: dict[str, dict[str, int]] | None = None
 
     @property
     def error_count(self) -> int:
         """Requests that failed, over all status codes."""
         return sum(self.errors.values())
+
+    @property
+    def errors_by_origin(self) -> dict[str, int] | None:
+        """Failed requests per origin over all codes, in ORIGIN_ORDER; errors the report has no
+        origin for are UNRECORDED_ORIGIN. None when the report records no origins at all."""
+        return origin_totals(self.errors, self.error_origins)
+
+    @property
+    def server_errors(self) -> int | None:
+        """Requests the server answered with an error; None without recorded origins."""
+        return self._origin_count(SERVER)
+
+    @property
+    def transport_errors(self) -> int | None:
+        """Requests that got no answer (the connection failed); None without recorded origins."""
+        return self._origin_count(TRANSPORT)
+
+    @property
+    def client_errors(self) -> int | None:
+        """Requests this client gave up (deadline, cancel); None without recorded origins."""
+        return self._origin_count(CLIENT)
+
+    def _origin_count(self, origin: str) -> int | None:
+        totals = self.errors_by_origin
+        return None if totals is None else totals.get(origin, 0)
 
     @property
     def success_rate(self) -> float | None:
@@ -193,6 +256,7 @@ def build_report(result: BurstResult, label: str | None = None) -> BenchReport:
         requests=totals.finished,
         ok=totals.ok,
         errors=dict(sorted(totals.errors.items())),
+        error_origins=totals.errors_by_origin(),
         latency_ms=LatencyMs(**summarize_ms(totals.corrected)),
         uncorrected_latency_ms=LatencyMs(**summarize_ms(totals.uncorrected)),
         late_sends=totals.late_sends,
@@ -234,6 +298,7 @@ def _warmup_figures(result: BurstResult) -> WarmupFigures | None:
         ok=warm.ok,
         errors=dict(sorted(warm.errors.items())),
         latency_ms=LatencyMs(**summarize_ms(warm.corrected)),
+        error_origins=warm.errors_by_origin(),
     )
 
 

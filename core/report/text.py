@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from core.report.model import BenchReport
+from core.report.model import ORIGIN_ORDER, UNRECORDED_ORIGIN, BenchReport, code_origins
 from core.report.slo import SloCheck
 
 # --- Markdown -------------------------------------------------------------------------------
@@ -34,6 +34,69 @@ _TABLE_HEADER = (
 
 def _errors_text(errors: Mapping[str, int]) -> str:
     return ", ".join(f"{code} {count:,}" for code, count in errors.items()) or "none"
+
+
+# How the errors line names each origin, and the errors table's column for it.
+_ORIGIN_PHRASES = {
+    "server": "answered by the server",
+    "transport": "lost in transport (no answer: connection refused, reset or closed)",
+    "client": "given up by the client (its deadline or a cancel)",
+    UNRECORDED_ORIGIN: "of unrecorded origin",
+}
+_ORIGIN_COLUMNS = {
+    "server": "server answered",
+    "transport": "transport",
+    "client": "client",
+    UNRECORDED_ORIGIN: "unrecorded",
+}
+
+
+def errors_line(report: BenchReport) -> str:
+    """The share of requests that failed and where the failures came from, in one line.
+
+    e.g. "errors: 1,234 of 1,600 requests failed (77.13 %): 1,200 answered by the server,
+    34 given up by the client (its deadline or a cancel)"; by code for a report that has
+    no origins (written before they were recorded).
+    """
+    failed = report.error_count
+    if failed == 0:
+        return "errors: none"
+    share = failed / report.requests if report.requests else None
+    text = f"errors: {failed:,} of {report.requests:,} requests failed ({_percent(share)})"
+    by_origin = report.errors_by_origin
+    if by_origin is None:
+        return f"{text}: {_errors_text(report.errors)}"
+    parts = [
+        f"{count:,} {_ORIGIN_PHRASES.get(origin, origin)}" for origin, count in by_origin.items()
+    ]
+    return f"{text}: {', '.join(parts)}"
+
+
+def errors_table(report: BenchReport) -> str:
+    """Markdown: one row per error code with its count, its share of the requests and, when the
+    report records them, its count by origin ("" without errors)."""
+    if not report.errors:
+        return ""
+    origins = report.error_origins
+    columns: list[str] = []
+    if origins is not None:
+        present = {o for c, n in report.errors.items() for o in code_origins(c, n, origins)}
+        # server, transport and client always; "unrecorded" only for a report that has some.
+        columns = [o for o in ORIGIN_ORDER if o != UNRECORDED_ORIGIN or o in present]
+        columns += sorted(present - set(ORIGIN_ORDER))
+    header = ["error", "count", "share of requests", *(_ORIGIN_COLUMNS.get(o, o) for o in columns)]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|---|" + "---:|" * (len(header) - 1),
+    ]
+    for code, count in report.errors.items():
+        share = count / report.requests if report.requests else None
+        cells = [code, f"{count:,}", _percent(share)]
+        if origins is not None:
+            split = code_origins(code, count, origins)
+            cells += [f"{split.get(origin, 0):,}" for origin in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def table_row(report: BenchReport, stage: str | None = None) -> str:
@@ -73,7 +136,7 @@ def render_markdown(report: BenchReport) -> str:
         "",
         f"- {report.mode} loop, {offered}{report.achieved_rps:,.1f} req/s achieved over "
         f"{report.duration_s:,.1f} s; {report.requests:,} requests, {report.ok:,} ok",
-        f"- errors by code: {_errors_text(report.errors)}",
+        f"- {errors_line(report)}",
     ]
     if report.mode == "open":
         lag = report.schedule_lag_ms
@@ -114,6 +177,9 @@ def render_markdown(report: BenchReport) -> str:
         lines.append("- aborted: partial results" + (
             f" ({report.abort_reason})" if report.abort_reason else ""))  # fmt: skip
     lines.extend(f"- failure: {failure}" for failure in report.failures)
+    table = errors_table(report)
+    if table:
+        lines += ["", table.rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
@@ -145,6 +211,9 @@ _COMPARED: tuple[tuple[str, str, str], ...] = (
     ("max", "latency_ms.max", "ms"),
     ("success rate", "success_rate", "%"),
     ("errors", "error_count", ""),
+    ("server-answered errors", "server_errors", ""),
+    ("transport errors", "transport_errors", ""),
+    ("client errors", "client_errors", ""),
     ("late sends", "late_sends", ""),
     ("batch size", "batch.size_mean", ""),
     ("server req/s", "server.request_rate", ""),

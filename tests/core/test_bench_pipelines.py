@@ -4,6 +4,7 @@ the SLO watch, REST status codes, connection settings and the warm-up's load."""
 from __future__ import annotations
 
 import datetime as dt
+import pickle
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,33 @@ def test_merge_adds_counts_and_histograms_exactly() -> None:
     ]
 
 
+def test_merge_adds_error_origins_and_keeps_older_reports_errors_by_code() -> None:
+    from tests.core.test_report import make_result
+
+    def with_origins(errors: dict[str, int], origins: dict[str, str], epoch: float):
+        result = make_result([1.0] * 10, errors, origins=origins)
+        result.started_epoch = epoch
+        return build_report(result)
+
+    first = with_origins({"UNAVAILABLE": 3}, {"UNAVAILABLE": "server"}, 1000.0)
+    second = with_origins(
+        {"UNAVAILABLE": 2, "DEADLINE_EXCEEDED": 1},
+        {"UNAVAILABLE": "transport", "DEADLINE_EXCEEDED": "client"},
+        1000.0,
+    )
+    merged = merge_reports([first, second])
+    assert merged.errors == {"DEADLINE_EXCEEDED": 1, "UNAVAILABLE": 5}
+    assert merged.error_origins == {
+        "DEADLINE_EXCEEDED": {"client": 1},
+        "UNAVAILABLE": {"server": 3, "transport": 2},
+    }
+    older = first.model_copy(update={"error_origins": None})
+    assert merge_reports([older, older]).error_origins is None
+    mixed = merge_reports([older, second])
+    assert mixed.errors == {"DEADLINE_EXCEEDED": 1, "UNAVAILABLE": 5}
+    assert mixed.errors_by_origin == {"transport": 2, "client": 1, "unrecorded": 3}
+
+
 def test_merge_refuses_a_report_without_histograms() -> None:
     old = report_of([1.0], 1.0).model_copy(update={"histograms": None})
     with pytest.raises(ValueError, match=r"old\.json: has no histograms"):
@@ -94,6 +122,32 @@ def test_time_series_rows_add_up_and_fill_quiet_seconds() -> None:
         "p99_ms,in_flight,late_sends"
     )
     assert timeseries_text(rows, ".jsonl").count("\n") == 3
+
+
+def test_a_deltas_histograms_are_decoded_once_for_every_consumer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from core.metrics.load import LoadTotals
+    from core.metrics.stats import StatsCollector
+
+    shipped = pickle.loads(pickle.dumps(delta(10, 10, 5.0)))
+    decoded = LatencyRecorder.decode
+    calls: list[int] = []
+
+    def counting(encoded: bytes | str) -> LatencyRecorder:
+        calls.append(len(encoded))
+        return decoded(encoded)
+
+    monkeypatch.setattr(LatencyRecorder, "decode", counting)
+    totals, series, stats = LoadTotals(), SecondSeries(), StatsCollector()
+    totals.add(shipped)
+    series.add(shipped, 0.2, in_flight=0)
+    stats.merge_delta(shipped)
+    assert len(calls) == 3  # corrected, uncorrected, schedule lag: once each
+    assert totals.corrected.count == stats.snapshot().requests_total == 10
+    assert series.finish()[0].p50_ms is not None
+    # The decoded recorders stay behind when the delta is pickled again.
+    assert "latency" not in pickle.loads(pickle.dumps(shipped)).__dict__
 
 
 def test_hgrm_is_hdrhistograms_percentile_format() -> None:

@@ -138,3 +138,6 @@ async def test_server_errors_are_counted_by_status_code(fault_server: FaultServe
     result = await BurstRun(LoadSpec(rate=100, duration_s=0.3), target_of(fault_server)).run()
     assert dict(result.totals.errors) == {"RESOURCE_EXHAUSTED": 30}
     assert result.totals.ok == 0
+    # The worker sends where each status came from with its code: here, the server's answer.
+    assert result.totals.errors_by_origin() == {"RESOURCE_EXHAUSTED": {"server": 30}}
+    assert build_report(result).error_origins == {"RESOURCE_EXHAUSTED": {"server": 30}}

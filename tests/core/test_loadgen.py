@@ -162,7 +162,26 @@ async def test_requests_past_their_deadline_count_as_deadline_exceeded(
     )
     assert totals.issued == 5
     assert dict(totals.errors) == {"DEADLINE_EXCEEDED": 5}
+    assert totals.errors_by_origin() == {"DEADLINE_EXCEEDED": {"client": 5}}
     assert totals.ok == 0
+
+
+async def test_requests_cancelled_by_an_abort_are_the_clients(
+    client: ServingClient,
+    fault_server: FaultServer,
+) -> None:
+    fault_server.freeze(5.0)
+    recorder = LoadRecorder()
+    generator = LoadGenerator(predict_send(client), recorder, timeout_s=5.0)
+    offsets = parse_schedule("const", 100, 30.0).offsets()
+    run = asyncio.ensure_future(generator.open_loop(offsets, start_at=time.monotonic()))
+    while recorder.issued_total < 5:
+        await asyncio.sleep(0.01)
+    generator.abort()
+    await run
+    totals = totals_of(recorder)
+    assert totals.errors["CANCELLED"] == totals.issued >= 5
+    assert totals.errors_by_origin() == {"CANCELLED": {"client": totals.issued}}
 
 
 async def test_abort_stops_issuing_at_once_and_keeps_what_was_measured(

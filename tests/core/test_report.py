@@ -32,9 +32,13 @@ from core.report.text import (
 
 
 def make_result(
-    latencies_ms: list[float], errors: dict[str, int] | None = None, spec: LoadSpec | None = None
+    latencies_ms: list[float],
+    errors: dict[str, int] | None = None,
+    spec: LoadSpec | None = None,
+    origins: dict[str, str] | None = None,
 ) -> BurstResult:
-    """A BurstResult whose sends were on time and took the given latencies."""
+    """A BurstResult whose sends were on time and took the given latencies; errors by code,
+    each recorded with origins[code] when given (else with no origin)."""
     recorder = LoadRecorder()
     for latency_ms in latencies_ms:
         recorder.sent(0.0, 0.0)
@@ -42,7 +46,7 @@ def make_result(
     for code, count in (errors or {}).items():
         for _ in range(count):
             recorder.sent(0.0, 0.0)
-            recorder.finished(0.0, 0.0, 0.001, code)
+            recorder.finished(0.0, 0.0, 0.001, code, origin=(origins or {}).get(code))
     totals = LoadTotals()
     totals.add(recorder.take_delta(done=True))
     target = BurstTarget(
@@ -158,6 +162,65 @@ def test_slo_terms_are_checked_against_a_report() -> None:
 def test_bad_slo_text_says_what_is_expected(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_slo(text)
+
+
+def test_the_errors_line_says_the_share_that_failed_and_from_where() -> None:
+    result = make_result(
+        [2.0] * 16,
+        {"UNAVAILABLE": 75, "DEADLINE_EXCEEDED": 6, "CANCELLED": 3},
+        origins={"UNAVAILABLE": "server", "DEADLINE_EXCEEDED": "client", "CANCELLED": "transport"},
+    )
+    report = build_report(result)
+    document = json.loads(report.to_json())
+    assert document["error_origins"] == {
+        "CANCELLED": {"transport": 3},
+        "DEADLINE_EXCEEDED": {"client": 6},
+        "UNAVAILABLE": {"server": 75},
+    }
+    assert report.errors_by_origin == {"server": 75, "transport": 3, "client": 6}
+    assert (report.server_errors, report.transport_errors, report.client_errors) == (75, 3, 6)
+    markdown = render_markdown(report)
+    assert (
+        "- errors: 84 of 100 requests failed (84.00 %): 75 answered by the server, "
+        "3 lost in transport (no answer: connection refused, reset or closed), "
+        "6 given up by the client (its deadline or a cancel)\n"
+    ) in markdown
+    assert (
+        "| error | count | share of requests | server answered | transport | client |\n"
+        "|---|---:|---:|---:|---:|---:|\n"
+        "| CANCELLED | 3 | 3.00 % | 0 | 3 | 0 |\n"
+        "| DEADLINE_EXCEEDED | 6 | 6.00 % | 0 | 0 | 6 |\n"
+        "| UNAVAILABLE | 75 | 75.00 % | 75 | 0 | 0 |\n"
+    ) in markdown
+    assert "- errors: none" in render_markdown(build_report(make_result([1.0])))
+
+
+def test_a_report_written_before_origins_reads_as_before() -> None:
+    document = build_report(make_result([1.0] * 8, {"UNAVAILABLE": 2})).model_dump(mode="json")
+    del document["error_origins"]
+    old = validate_report(document)
+    assert old.error_origins is None and old.errors_by_origin is None
+    assert old.server_errors is None
+    markdown = render_markdown(old)
+    assert "- errors: 2 of 10 requests failed (20.00 %): UNAVAILABLE 2\n" in markdown
+    assert "| error | count | share of requests |\n" in markdown
+    assert "server answered" not in markdown
+    # Errors recorded without an origin are shown as such, not guessed.
+    unrecorded = build_report(make_result([1.0] * 8, {"UNAVAILABLE": 2}))
+    assert unrecorded.errors_by_origin == {"unrecorded": 2}
+    assert "| UNAVAILABLE | 2 | 20.00 % | 0 | 0 | 0 | 2 |" in render_markdown(unrecorded)
+
+
+def test_compare_shows_errors_by_origin() -> None:
+    before = build_report(
+        make_result([1.0] * 10, {"UNAVAILABLE": 10}, origins={"UNAVAILABLE": "transport"})
+    )
+    after = build_report(
+        make_result([1.0] * 10, {"UNAVAILABLE": 5}, origins={"UNAVAILABLE": "server"})
+    )
+    table = compare_reports([before, after], ["a", "b"])
+    assert "| server-answered errors | 0 | 0 -> 5 |" in table
+    assert "| transport errors | 10 | 10 -> 0 (-100 %) |" in table
 
 
 def test_old_reports_with_extra_fields_still_load() -> None:
