@@ -12,7 +12,7 @@ from core.client.serving import VersionStatus
 from core.metrics.stats import StatsCollector
 from tests.fixtures.fault_servicer import FaultServer
 from tests.fixtures.fleet import fleet_snapshot
-from tests.tui.conftest import chat_behaviour, frozen_stats, wait_for
+from tests.tui.conftest import chat_behaviour, frozen_stats, make_config, wait_for
 from tests.tui.test_app_chat import answered, send
 from tui.app import DeepChatApp
 from tui.live import poll_model
@@ -251,3 +251,44 @@ def test_server_figures_not_exported_or_not_measured_yet_are_said_never_zero() -
     latency = LatencyPanel(100.0, 500.0)
     latency.fleet.take(first, "")
     assert "servers measuring…" in str(latency.lines(60)[0])
+
+
+async def test_an_idle_console_redraws_no_panel_until_its_figures_change(
+    app_factory: Callable[..., DeepChatApp],
+) -> None:
+    stats, clock = frozen_stats()
+    app = app_factory(stats=stats, config=make_config(ui={"refresh_hz": 20}))
+    shown: list[object] = []
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: "no errors in 0" in panel_text(app, ThroughputPanel))
+        panel = app.query_one(ThroughputPanel)
+        original = panel.show
+        panel.show = lambda snapshot: (shown.append(snapshot), original(snapshot))  # type: ignore[method-assign]
+        clock.now += 0.3  # time passes inside one second: only taken_at moves
+        await pilot.pause(0.3)  # six refresh periods at 20 Hz
+        assert shown == []
+        load(stats, 5, 0.002)
+        await wait_for(pilot, lambda: "no errors in 5" in panel_text(app, ThroughputPanel))
+        assert len(shown) == 1
+
+
+async def test_the_console_freezes_its_start_up_heap_once_serving(
+    app_factory: Callable[..., DeepChatApp],
+) -> None:
+    import gc
+
+    import tui.app
+    from tui.messages import SessionStarted
+
+    gc.unfreeze()
+    tui.app._FROZEN_STAGES.clear()
+    app = app_factory()
+    try:
+        async with app.run_test(size=(160, 48)) as pilot:
+            assert gc.get_freeze_count() == 0
+            app.post_message(SessionStarted(("127.0.0.1:1",)))
+            await wait_for(pilot, lambda: gc.get_freeze_count() > 0)
+            # Everything Textual and the console loaded is out of the collector's walks.
+            assert gc.get_freeze_count() > 20_000
+    finally:
+        gc.unfreeze()
