@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import IO, Literal
@@ -40,6 +40,19 @@ READY_TIMEOUT_S = 60.0
 EXIT_GRACE_S = 3.0
 POLL_INTERVAL_S = 0.02
 PROGRESS_INTERVAL_S = 0.25
+
+
+# gRPC core's client connections on its older iomgr path rather than the EventEngine one: about
+# 12 % less CPU per request in a load worker on this machine (docs/BENCHMARKS.md, the peers
+# section). A GRPC_EXPERIMENTS the user set is left as it is.
+WORKER_GRPC_EXPERIMENTS = "-event_engine_client"
+
+
+def worker_environment(parent: Mapping[str, str]) -> dict[str, str]:
+    """The environment a load worker starts with: the parent's, plus WORKER_GRPC_EXPERIMENTS."""
+    environment = dict(parent)
+    environment.setdefault("GRPC_EXPERIMENTS", WORKER_GRPC_EXPERIMENTS)
+    return environment
 
 
 class BurstError(RuntimeError):
@@ -264,6 +277,7 @@ class BurstRun:
             stderr_file = tempfile.TemporaryFile(prefix="deepchat-tfs-burst-")
             process = subprocess.Popen(
                 [sys.executable, "-c", WORKER_COMMAND, str(to_child_read), str(to_parent_write)],
+                env=worker_environment(os.environ),
                 pass_fds=(to_child_read, to_parent_write),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

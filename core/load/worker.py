@@ -33,6 +33,8 @@ from core.wire.tensors import make_tensor_proto
 # How often a worker streams a delta, and how often it checks its pipe and its parent.
 DELTA_INTERVAL_S = 0.25
 CONTROL_INTERVAL_S = 0.02
+# Set to "asyncio" to run workers on asyncio's own event loop even where uvloop is installed.
+LOOP_ENV = "DEEPCHAT_TFS_WORKER_LOOP"
 
 
 @dataclass(frozen=True)
@@ -120,13 +122,29 @@ def worker_main(plan: WorkerPlan, conn: PipePair) -> None:
     # The parent decides what Ctrl-C means (a clean stop); the worker must not die of it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        asyncio.run(_work(plan, conn))
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(_work(plan, conn))
     except Exception as error:
         with contextlib.suppress(OSError):
             failure = f"worker {plan.index}: {type(error).__name__}: {error}"
             conn.send(("delta", LoadDelta(plan.index, done=True, failure=failure)))
     finally:
         conn.close()
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed, else (or with LOOP_ENV=asyncio) asyncio's own.
+
+    A worker's CPU per request is mostly the grpc.aio call path and the loop under it; uvloop
+    takes a share of it off (docs/BENCHMARKS.md, the peers tables).
+    """
+    if os.environ.get(LOOP_ENV, "uvloop") == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def _predict_requests(target: BurstTarget) -> list[Any]:
