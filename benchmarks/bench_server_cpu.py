@@ -27,10 +27,13 @@ from benchmarks.openloop import (
     open_loop,
     start_bare_server,
 )
+from cli.main import SUBCOMMAND_ENVIRONMENT
 from core.embedded.launcher import EmbeddedServer
 from core.wire import protos
 from core.wire.tensors import make_tensor_proto
 
+BARE = "bare grpc.aio"
+BARE_IOMGR = "bare grpc.aio, iomgr listener"
 RUNS = 3  # each figure is the median of this many runs
 STARTUP_RATE = 200.0
 STARTUP_SECONDS = 5.0
@@ -125,6 +128,8 @@ async def measure_cpu(
 ) -> dict[tuple[str, str], list[RunResult]]:
     """{(service, load): runs}: every service under every load, interleaved run by run."""
     bare, bare_target = start_bare_server()
+    # The same floor on the listener `serve` uses (cli.main.SUBCOMMAND_ENVIRONMENT).
+    iomgr, iomgr_target = start_bare_server(SUBCOMMAND_ENVIRONMENT["serve"])
     servers = {
         "half_plus_two": (_server("half_plus_two", half_plus_two, log_dir), HALF_PLUS_TWO),
         "demo model": (_server("deepchat_model", demo, log_dir), DEMO),
@@ -135,7 +140,8 @@ async def measure_cpu(
         for server, _ in servers.values():
             await server.start()
         targets: dict[str, tuple[str, bytes, int]] = {
-            "bare grpc.aio": (bare_target, HALF_PLUS_TWO, bare.pid)
+            BARE: (bare_target, HALF_PLUS_TWO, bare.pid),
+            BARE_IOMGR: (iomgr_target, HALF_PLUS_TWO, iomgr.pid),
         }
         for label, (server, payload) in servers.items():
             assert server.pid is not None
@@ -148,8 +154,9 @@ async def measure_cpu(
     finally:
         for server, _ in servers.values():
             await server.stop()
-        bare.kill()
-        bare.wait()
+        for process in (bare, iomgr):
+            process.kill()
+            process.wait()
     return results
 
 
@@ -174,18 +181,19 @@ def cpu_table(results: dict[tuple[str, str], list[RunResult]]) -> str:
     loads = list(dict.fromkeys(load for _, load in results))
     services = list(dict.fromkeys(service for service, _ in results))
     lines = [
-        "| server | load | answered req/s | p99 ms | CPU ms/request | vs bare |",
-        "|---|---|---:|---:|---:|---:|",
+        "| server | load | answered req/s | p99 ms | CPU ms/request | vs bare | vs bare, iomgr |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for load in loads:
-        floor = median([r.cpu_ms_per_request for r in results[("bare grpc.aio", load)]])
+        floor = median([r.cpu_ms_per_request for r in results[(BARE, load)]])
+        floor_iomgr = median([r.cpu_ms_per_request for r in results[(BARE_IOMGR, load)]])
         for service in services:
             runs = results[(service, load)]
             cpu = median([r.cpu_ms_per_request for r in runs])
             lines.append(
                 f"| {service} | {load} | {median([r.rate for r in runs]):,.0f} | "
                 f"{median([r.percentile(99) for r in runs]):.1f} | {cpu:.2f} | "
-                f"{cpu / floor:.2f}x |"
+                f"{cpu / floor:.2f}x | {cpu / floor_iomgr:.2f}x |"
             )
     return "\n".join(lines)
 
@@ -206,7 +214,9 @@ def run() -> str:
         + "\n\nCPU per request: utime+stime of the server process / answered requests, "
         f"{CPU_SECONDS:.0f} s per point, median of {RUNS} interleaved rounds. The bare service "
         "is a grpc.aio Predict handler that answers an empty PredictResponse without parsing "
-        "(the Python gRPC floor). The client sends pre-serialized requests from one grpc.aio "
+        "(the Python gRPC floor), on grpc's default EventEngine listener and, as `serve` runs, "
+        "on the iomgr listener (`GRPC_EXPERIMENTS=-event_engine_listener`). "
+        "The client sends pre-serialized requests from one grpc.aio "
         "process on the same 2 cores; saturation is 32 closed-loop callers. Demo model "
         f"batching: {DEMO_BATCHING}.\n\n" + cpu_table(cpu) + "\n"
     )

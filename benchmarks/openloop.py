@@ -7,12 +7,13 @@ server's CPU is utime+stime of its process over the run, divided by the requests
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import grpc
@@ -85,11 +86,16 @@ def cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
-def start_bare_server() -> tuple[subprocess.Popen[str], str]:
-    """The bare Predict service in its own process; (process, target)."""
+def start_bare_server(
+    env: Mapping[str, str] | None = None,
+) -> tuple[subprocess.Popen[str], str]:
+    """The bare Predict service in its own process (env: extra variables); (process, target)."""
     port = free_loopback_port()
     process = subprocess.Popen(
-        [sys.executable, "-c", BARE_PREDICT_SERVER, str(port)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", BARE_PREDICT_SERVER, str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
     )
     assert process.stdout is not None
     if process.stdout.readline().strip() != "ready":
