@@ -108,14 +108,15 @@ def why(ladder: Ladder) -> str:
     lines = ["### Where bench's CPU goes", ""]
     if bench is not None and floor is not None:
         lines.append(
-            f"- gRPC: a bare grpc.aio loop that only sends and times (the reference row) costs "
-            f"{floor:,.0f} µs per request at {COST_RATE:,} req/s in this run, bench "
-            f"{bench:,.0f} µs: {min(floor / bench, 1):.0%} of bench's cost is grpc.aio's own "
-            "call path (py-spy on a bench worker: `UnaryUnaryCall._invoke`/`__init__`, the "
-            "asyncio loop, gRPC's event-engine threads). The remainder is bench's own "
-            "measurement (a task, three HDR records and the bookkeeping per request) and its "
-            "parent process (merging the workers' histograms 4 times a second). A sync stub "
-            "blocking in a thread (TF Serving's example) costs less per call, but holds a "
+            f"- gRPC: a bare grpc.aio loop that only sends and times (the reference row, on "
+            f"asyncio's loop and gRPC's default EventEngine client) costs {floor:,.0f} µs per "
+            f"request at {COST_RATE:,} req/s in this run, bench {bench:,.0f} µs. bench's workers "
+            "run the same call path on uvloop and gRPC core's iomgr client (below), which is "
+            "what puts them under the reference; py-spy on a worker shows the call path "
+            "(`UnaryUnaryCall._invoke`/`__init__`, the event loop, gRPC's threads) as most of "
+            "its time. The rest is bench's own measurement (a task, three HDR records and the "
+            "bookkeeping per request) and its parent process (merging the workers' histograms "
+            "4 times a second). A sync stub blocking in a thread (TF Serving's example) holds a "
             "thread per request in flight and cannot keep an open-loop schedule; the sync "
             "stack's non-blocking `.future()` measured above grpc.aio here."
         )
