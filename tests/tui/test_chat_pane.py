@@ -59,3 +59,20 @@ async def test_commands_are_posted_and_prompts_answered_inline(tmp_path: Path) -
         assert entry.outcome is not None and entry.outcome.error_code == "UNAVAILABLE"
         assert app.pane.transcript is not None
         assert [m.role for m in app.pane.transcript.messages()] == ["user", "error"]
+
+
+async def test_a_damaged_transcript_is_moved_aside_and_the_pane_says_so(tmp_path: Path) -> None:
+    app = PaneHost(tmp_path)
+    path = app.pane._transcript_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"this is not a database at all" * 100)
+
+    def notes() -> list[str]:
+        return [str(note.render()) for note in app.pane.query(".note").results(Static)]
+
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: any("was damaged" in note for note in notes()))
+        moved = [p for p in path.parent.iterdir() if ".damaged-" in p.name]
+        assert len(moved) == 1
+        assert any(moved[0].name in note for note in notes())
+        assert app.pane.transcript is not None  # a new transcript took its place

@@ -91,12 +91,17 @@ class ChatPane(Vertical):
         problem = self._ensure_transcript()
         if problem is not None:
             await self.chat_log.add_note(f"transcript disabled: {problem}", error=True)
+        elif self.transcript is not None and self.transcript.notice:
+            # A damaged file was moved aside and a new one started: say so, with both names.
+            await self.chat_log.add_note(self.transcript.notice, error=True)
 
     def _ensure_transcript(self) -> Exception | None:
         """Open the transcript once (on first use or after the first frame); the error if any."""
         if self._transcript_tried:
             return None
         self._transcript_tried = True
+        import sqlite3
+
         from core.chat.transcript import Transcript, TranscriptError
 
         try:
@@ -105,11 +110,12 @@ class ChatPane(Vertical):
                 target=self._target_label,
                 model_name=self.model.spec.name,
             )
-        except (TranscriptError, OSError) as error:
+            stored = self.transcript.prompt_history()
+        except (TranscriptError, OSError, sqlite3.DatabaseError) as error:
             return error
         # Prompts typed before it opened stay after the stored ones.
         typed = self.prompt_input.history
-        self.prompt_input.load_history([*self.transcript.prompt_history(), *typed])
+        self.prompt_input.load_history([*stored, *typed])
         return None
 
     @property
