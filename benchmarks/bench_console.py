@@ -201,7 +201,7 @@ def run(runs: int = 5, embedded_runs: int = 3) -> str:
         embedded = [launch([], data_dir, wait_ready_s=180) for _ in range(embedded_runs)]
     from benchmarks import console_live
 
-    live = console_live.run()
+    live = console_live.run(runs=3)
     rows = [
         _row("bare Textual app (one Static)", paired.bare),
         _row("console, remote target", paired.console),
