@@ -160,6 +160,13 @@ def run(sizes: tuple[int, ...] = SIZES) -> str:
             f"| {figures['open_clean_ms']:.1f} ms | {figures['quick_check_ms']:.1f} ms "
             f"| {figures['history_ms']:.1f} ms |"
         )
+    lines += [
+        "",
+        "`PRAGMA quick_check(1)` costs the same as `quick_check` on a sound file (91 vs 94 ms at"
+        " 100,000): its argument caps the errors listed, not the pages read. The prompt history"
+        " reads prompts newest first and stops at 200 distinct; as a `GROUP BY text` over every"
+        " prompt it took 5.2 / 45 / 495 ms at these sizes.",
+    ]
     return "\n".join(lines) + "\n"
 
 

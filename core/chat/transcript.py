@@ -304,12 +304,18 @@ class Transcript:
 
     def prompt_history(self, limit: int = 200) -> list[str]:
         """The most recent distinct prompts across conversations, oldest first (input history)."""
-        rows = self._db.execute(
-            "SELECT text FROM messages WHERE role = 'user' GROUP BY text "
-            "ORDER BY MAX(id) DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
-        return [str(row[0]) for row in reversed(rows)]
+        # Newest first, a prompt's first sighting is its latest use: stop at `limit` distinct,
+        # so opening reads the end of the table, not every prompt ever typed.
+        recent: dict[str, None] = {}
+        if limit > 0:
+            rows = self._db.execute(
+                "SELECT text FROM messages WHERE role = 'user' ORDER BY id DESC"
+            )
+            for (text,) in rows:
+                recent.setdefault(str(text))
+                if len(recent) >= limit:
+                    break
+        return list(reversed(recent))
 
     def export(self, directory: Path, conversation_id: int | None = None) -> tuple[Path, Path]:
         """Write a conversation as Markdown and JSONL into directory; returns both paths."""

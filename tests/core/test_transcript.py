@@ -219,3 +219,25 @@ def test_transcript_file_and_directory_are_private(tmp_path: Path) -> None:
         transcript.add_prompt("hello")
     assert path.stat().st_mode & 0o777 == 0o600
     assert path.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_prompt_history_is_the_latest_distinct_prompts_oldest_first(tmp_path: Path) -> None:
+    import random
+
+    chooser = random.Random(7)
+    with Transcript(tmp_path / "t.db") as transcript:
+        for index in range(600):
+            # Many repeats, so the newest-first scan has to skip seen prompts.
+            transcript.add_prompt(f"prompt {chooser.randrange(150)}")
+            if index % 50 == 0:
+                transcript.new_conversation("t", "m")
+        for limit in (0, 1, 10, 149, 150, 200):
+            by_group = [
+                str(row[0])
+                for row in transcript._db.execute(
+                    "SELECT text FROM messages WHERE role = 'user' GROUP BY text "
+                    "ORDER BY MAX(id) DESC LIMIT ?",
+                    (limit,),
+                )
+            ][::-1]
+            assert transcript.prompt_history(limit) == by_group
