@@ -122,8 +122,11 @@ def worker_main(plan: WorkerPlan, conn: PipePair) -> None:
     # The parent decides what Ctrl-C means (a clean stop); the worker must not die of it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(_work(plan, conn))
+        if sys.version_info >= (3, 11):
+            with asyncio.Runner(loop_factory=loop_factory()) as runner:
+                runner.run(_work(plan, conn))
+        else:  # no asyncio.Runner, so no loop factory: asyncio's own loop
+            asyncio.run(_work(plan, conn))
     except Exception as error:
         with contextlib.suppress(OSError):
             failure = f"worker {plan.index}: {type(error).__name__}: {error}"
@@ -134,6 +137,8 @@ def worker_main(plan: WorkerPlan, conn: PipePair) -> None:
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's event loop where it is installed, else (or with LOOP_ENV=asyncio) asyncio's own.
+
+    Used on Python 3.11 and newer (asyncio.Runner); on 3.10 workers run asyncio's own loop.
 
     A worker's CPU per request is mostly the grpc.aio call path and the loop under it; uvloop
     takes a share of it off (docs/BENCHMARKS.md, the peers tables).
