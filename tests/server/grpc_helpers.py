@@ -47,6 +47,21 @@ def example_input(request: Any, *rows: dict[str, float]) -> None:
             example.features.feature[name].float_list.value.append(value)
 
 
+def classify_and_regress(model: str, x: float) -> Any:
+    """A MultiInferenceRequest: half_plus_two's classify_x_to_y and regress_x_to_y on one x."""
+    request = protos.inference_pb2.MultiInferenceRequest()
+    example_input(request, {"x": x})
+    for signature, method in (
+        ("classify_x_to_y", "tensorflow/serving/classify"),
+        ("regress_x_to_y", "tensorflow/serving/regress"),
+    ):
+        task = request.tasks.add()
+        task.model_spec.name = model
+        task.model_spec.signature_name = signature
+        task.method_name = method
+    return request
+
+
 async def rpc_error(call: Any) -> tuple[str, str]:
     """Await a call expected to fail; its (code name, details)."""
     try:

@@ -16,6 +16,7 @@ from core.wire.tensors import make_tensor_proto
 from tests.fixtures.servers import HALF_PLUS_TWO_VERSION
 from tests.server.grpc_helpers import (
     Stubs,
+    classify_and_regress,
     example_input,
     open_channel,
     outputs_of,
@@ -244,16 +245,7 @@ async def test_classify_errors(stubs: Stubs) -> None:
 
 
 async def test_multi_inference_runs_classify_and_regress_together(stubs: Stubs) -> None:
-    request = protos.inference_pb2.MultiInferenceRequest()
-    example_input(request, {"x": 4.0})
-    for signature, method in (
-        ("classify_x_to_y", "tensorflow/serving/classify"),
-        ("regress_x_to_y", "tensorflow/serving/regress"),
-    ):
-        task = request.tasks.add()
-        task.model_spec.name = "half_plus_two"
-        task.model_spec.signature_name = signature
-        task.method_name = method
+    request = classify_and_regress("half_plus_two", 4.0)
     response = await stubs.prediction.MultiInference(request)
     first, second = response.results
     assert first.classification_result.classifications[0].classes[0].score == 4.0

@@ -19,6 +19,7 @@ from core.wire import protos
 from tests.fixtures.models import DTYPE_OUTPUTS
 from tests.server.grpc_helpers import (
     Stubs,
+    classify_and_regress,
     example_input,
     open_channel,
     outputs_of,
@@ -117,16 +118,7 @@ async def test_classify_regress_and_multi_inference_run_on_a_tf2_savedmodel(
     response = await stubs.prediction.Regress(regress)
     assert [item.value for item in response.result.regressions] == [4.0]
 
-    multi = protos.inference_pb2.MultiInferenceRequest()
-    example_input(multi, {"x": 6.0})
-    for signature, method in (
-        ("classify_x_to_y", "tensorflow/serving/classify"),
-        ("regress_x_to_y", "tensorflow/serving/regress"),
-    ):
-        task = multi.tasks.add()
-        task.model_spec.name = "half_plus_two_tf2"
-        task.model_spec.signature_name = signature
-        task.method_name = method
+    multi = classify_and_regress("half_plus_two_tf2", 6.0)
     response = await stubs.prediction.MultiInference(multi)
     first, second = response.results
     assert first.classification_result.classifications[0].classes[0].score == 5.0
