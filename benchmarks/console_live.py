@@ -2,7 +2,8 @@
 
 The console runs in a 160 x 48 pty against benchmarks.chat_stub_server (a lean TF Serving stand-in
 in its own process). Idle: the console's own CPU (utime+stime of its process, not its children)
-over a quiet stretch once the header says `serving`. Busy: `/burst 1000rps ...` typed in the
+over a quiet stretch once the header says `serving`, while the prompt's cursor blinks after a key
+and once it has stopped (tui.widgets.chat.HistoryInput.BLINK_TIMEOUT_S). Busy: `/burst 1000rps ...` typed in the
 prompt starts the load in worker processes; F4 goes back to the console while it runs, and 100
 keys are typed into the chat prompt, each a character the screen shows nowhere else; the latency
 of a key is the time from writing it to the pty until the console has written it back. The
@@ -30,11 +31,14 @@ import psutil
 
 from core.embedded.launcher import free_loopback_port
 from core.identity import DEMO_MODEL_NAME as DEMO_MODEL
+from tui.widgets.chat import HistoryInput
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = (48, 160)
 # Greek small letters: drawn nowhere else on the console's screen.
 KEYS = [chr(code) for code in range(0x3B1, 0x3C9 + 1) if code != 0x3C2]
+# Seconds of idle measured while the prompt's cursor still blinks after a key.
+BLINK_WINDOW_S = 8.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class LiveRun:
     """What one console run measured."""
 
     idle_cpu_percent: float
+    blinking_cpu_percent: float
     burst_cpu_percent: float
     key_latencies_ms: list[float]
     burst_line: str
@@ -198,6 +203,11 @@ def measure(rate: int = 1000, burst_s: int = 40, keys: int = 100, idle_s: float 
                 raise RuntimeError(f"console not serving: {bytes(terminal.seen[-300:])!r}")
             console = psutil.Process(terminal.process.pid)
             terminal.pump(2.0)  # let start-up work settle
+            # A key (typed and erased) wakes the prompt's cursor, which blinks until
+            # BLINK_TIMEOUT_S without a key: idle while it blinks, then settled idle.
+            terminal.type("x\x7f")
+            blinking = _cpu_percent_over(terminal, console, BLINK_WINDOW_S)
+            terminal.pump(HistoryInput.BLINK_TIMEOUT_S - BLINK_WINDOW_S + 1.0)
             idle = _cpu_percent_over(terminal, console, idle_s)
             mark = len(terminal.seen)
             terminal.type(f"/burst {rate}rps {burst_s}s\r")
@@ -216,7 +226,7 @@ def measure(rate: int = 1000, burst_s: int = 40, keys: int = 100, idle_s: float 
             terminal.close()
             server.kill()
             server.wait()
-    return LiveRun(idle, busy, latencies, burst_line, os.getloadavg()[0])
+    return LiveRun(idle, blinking, busy, latencies, burst_line, os.getloadavg()[0])
 
 
 def _burst_summary(screen_bytes: str) -> str:
@@ -253,6 +263,12 @@ def run(runs: int = 1) -> str:
             f"({', '.join(f'{r.idle_cpu_percent:.1f}' for r in results)})",
         ),
         (
+            f"console CPU, idle within {HistoryInput.BLINK_TIMEOUT_S:.0f} s of a key "
+            "(the prompt's cursor blinking): median (each run)",
+            f"{statistics.median(r.blinking_cpu_percent for r in results):.1f} % of a core "
+            f"({', '.join(f'{r.blinking_cpu_percent:.1f}' for r in results)})",
+        ),
+        (
             "console CPU, during the burst (goal under 15 %)",
             f"{statistics.median(r.burst_cpu_percent for r in results):.1f} % of a core",
         ),
@@ -262,7 +278,10 @@ def run(runs: int = 1) -> str:
         "### The console at work\n\n"
         "`python -m cli chat --target` a lean TF Serving stand-in "
         "(`benchmarks/chat_stub_server.py`, its own process) in a 160 x 48 pty. Idle: the "
-        "console's CPU (its own process, not its children) over 10 s once it serves. Busy: "
+        "console's CPU (its own process, not its children) once it serves: over "
+        f"{BLINK_WINDOW_S:.0f} s after a key, while the prompt's cursor blinks, then over 10 s "
+        f"once it has stopped blinking ({HistoryInput.BLINK_TIMEOUT_S:.0f} s without a key). "
+        "Busy: "
         "`/burst 1000rps 40s` typed in the prompt (load in worker processes), F4 back to the "
         "console, then 100 keys typed into the chat prompt about 10 a second; a key's latency "
         "is from writing it to the pty until the console has drawn it. The console's CPU is "

@@ -28,7 +28,8 @@ class ModelState:
     metadata: ModelMetadata | None
     labels: dict[str, int] = field(default_factory=dict)
     newly_available: tuple[int, ...] = ()
-    checked_at: float = 0.0
+    # When the poll ran; two polls that saw the same thing are equal whenever they ran.
+    checked_at: float = field(default=0.0, compare=False)
 
     @property
     def available_versions(self) -> tuple[int, ...]:

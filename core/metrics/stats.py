@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -152,11 +152,15 @@ class StatsCollector:
         self._closed_latency_counts = np.zeros_like(bucket_values_us()[0], dtype=np.uint64)
         self._in_flight = 0
         self._batch_max_size: int | None = None
+        # Bumped by every record: an idle console's snapshots are reused (see snapshot()).
+        self._changes = 0
+        self._reusable: tuple[tuple[int, int], StatsSnapshot] | None = None
 
     def request_started(self) -> None:
         """Count a request as in flight."""
         with self._lock:
             self._in_flight += 1
+            self._changes += 1
 
     def request_finished(
         self, latency_s: float, code: str = "OK", served_version: int | None = None
@@ -165,11 +169,13 @@ class StatsCollector:
         with self._lock:
             self._in_flight = max(self._in_flight - 1, 0)
             self._record(latency_s, code, served_version)
+            self._changes += 1
 
     def record(self, latency_s: float, code: str = "OK", served_version: int | None = None) -> None:
         """Record a finished request that was not counted as in flight."""
         with self._lock:
             self._record(latency_s, code, served_version)
+            self._changes += 1
 
     def record_batch(self, size: int, max_size: int) -> None:
         """Record one client-side batch of ``size`` rows, at most ``max_size``."""
@@ -182,6 +188,7 @@ class StatsCollector:
             current.counters.add_batch(size, max_size)
             self._totals.add_batch(size, max_size)
             self._batch_max_size = max_size
+            self._changes += 1
 
     def _record(self, latency_s: float, code: str, served_version: int | None) -> None:
         """Record one finished request; the caller holds the lock."""
@@ -226,10 +233,19 @@ class StatsCollector:
             return tuple(float(count) for count in self._history)
 
     def snapshot(self) -> StatsSnapshot:
-        """Summarize everything recorded, as of now."""
+        """Summarize everything recorded, as of now.
+
+        With nothing recorded since the last snapshot, in the same second, and no request in the
+        window (so no rate that decays with time), the figures are the last snapshot's: it is
+        returned again with the new time, without summing the window's histograms again. That is
+        what an idle console's 4 refreshes a second ask for.
+        """
         with self._lock:
             now = self._clock()
             current = self._advance(now)
+            key = (self._changes, current.second)
+            if self._reusable is not None and self._reusable[0] == key:
+                return replace(self._reusable[1], taken_at=now)
             window = self._window()
             window_counters = _Counters()
             window_latency = np.zeros_like(self._closed_latency_counts)
@@ -242,7 +258,7 @@ class StatsCollector:
             span_s = self._window_seconds + (now - current.second)
             span_s = max(min(span_s, now - self._started_at), 1.0)
             totals = self._totals
-            return StatsSnapshot(
+            snapshot = StatsSnapshot(
                 taken_at=now,
                 window_s=self.window_s,
                 requests_total=totals.requests,
@@ -264,6 +280,8 @@ class StatsCollector:
                 batch_size_mean_total=_ratio(totals.batch_rows, totals.batches),
                 batch_fill_ratio_total=_ratio(totals.batch_rows, totals.batch_capacity),
             )
+            self._reusable = (key, snapshot) if window_counters.requests == 0 else None
+            return snapshot
 
     def merge_delta(self, delta: LoadDelta, batch_max_size: int | None = None) -> None:
         """Add a load worker's delta (its corrected latencies) to the current second."""
@@ -285,3 +303,4 @@ class StatsCollector:
             self._totals.add(counters)
             if batch_max_size is not None and delta.batches:
                 self._batch_max_size = batch_max_size
+            self._changes += 1

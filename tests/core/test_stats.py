@@ -338,3 +338,42 @@ def test_from_counts_keeps_max_and_total() -> None:
     assert recorder.count == 5
     assert recorder.summary().max_ms == bucket_values_us()[0][2000] / 1000
     assert LatencyRecorder.decode(recorder.encode()).summary() == recorder.summary()
+
+
+def test_an_idle_collectors_snapshot_is_reused_until_anything_changes() -> None:
+    clock = FakeClock(1000.2)
+    stats = StatsCollector(window_s=2, clock=clock)
+    stats.record(0.010)
+    clock.now = 1003.5  # the request has left the window: nothing left that decays with time
+    first = stats.snapshot()
+    assert first.qps == 0.0 and first.requests_total == 1
+    clock.now = 1003.7
+    again = stats.snapshot()
+    # The same figures, summed once: the histograms' summary is the very same object.
+    assert again.taken_at == 1003.7 and again.latency_total is first.latency_total
+    assert dataclasses.replace(again, taken_at=0) == dataclasses.replace(first, taken_at=0)
+    # Every kind of change is seen at once.
+    stats.request_started()
+    assert stats.snapshot().in_flight == 1
+    stats.request_finished(0.020)
+    after = stats.snapshot()
+    assert after.requests_total == 2 and after.qps > 0 and after.in_flight == 0
+    clock.now = 1007.0
+    stats.record_batch(3, 8)
+    assert stats.snapshot().batches_total == 1
+    clock.now = 1010.0
+    quiet = stats.snapshot()
+    clock.now = 1011.0  # a new second: the QPS history grows by an idle second
+    assert len(stats.snapshot().qps_history) == len(quiet.qps_history) + 1
+
+
+def test_a_busy_collectors_snapshot_follows_the_clock_within_a_second() -> None:
+    clock = FakeClock(1000.0)
+    stats = StatsCollector(window_s=2, clock=clock)
+    clock.now = 1002.1
+    stats.record(0.010)
+    clock.now = 1002.2
+    first = stats.snapshot()
+    clock.now = 1002.9
+    # No new record, but the window's span grew: the rate is computed again, not reused.
+    assert stats.snapshot().qps < first.qps

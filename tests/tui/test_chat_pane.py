@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from textual.app import App, ComposeResult
 from textual.widgets import Static
 
@@ -12,7 +13,7 @@ from core.config.schema import Config
 from core.metrics.stats import StatsCollector
 from tests.tui.conftest import offline_options, wait_for
 from tui.slash import SlashCommand
-from tui.widgets.chat import ReplyEntry
+from tui.widgets.chat import HistoryInput, ReplyEntry
 from tui.widgets.chat_pane import ChatPane
 
 
@@ -76,3 +77,25 @@ async def test_a_damaged_transcript_is_moved_aside_and_the_pane_says_so(tmp_path
         assert len(moved) == 1
         assert any(moved[0].name in note for note in notes())
         assert app.pane.transcript is not None  # a new transcript took its place
+
+
+async def test_the_prompt_cursor_stops_blinking_when_idle_and_blinks_again_at_a_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(HistoryInput, "BLINK_TIMEOUT_S", 0.3)
+    app = PaneHost(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.pane.focus_prompt()
+        prompt = app.pane.prompt_input
+        assert prompt.cursor_blink
+        await wait_for(pilot, lambda: not prompt.cursor_blink)
+        # Settled, the cursor is drawn steadily and nothing toggles it.
+        assert prompt._cursor_visible
+        await pilot.press("a")
+        assert prompt.cursor_blink and prompt.value == "a"
+        # Keys keep it blinking: typing for longer than the timeout never settles it.
+        for key in "bcdefgh":
+            await pilot.pause(0.1)
+            await pilot.press(key)
+            assert prompt.cursor_blink
+        await wait_for(pilot, lambda: not prompt.cursor_blink)

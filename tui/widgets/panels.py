@@ -392,8 +392,15 @@ class ModelPanel(Panel):
         problem: str | None = None,
     ) -> None:
         """Take a model poll (or a problem reading it) and what the chat is pinned to."""
-        if state is not None:
-            self.state = state
+        state = state if state is not None else self.state
+        if (state, signature_name, pinned, problem) == (
+            self.state,
+            self.signature_name,
+            self.pinned,
+            self.problem,
+        ):
+            return  # the poll of every second, unchanged: not even a render to compare
+        self.state = state
         self.signature_name = signature_name
         self.pinned = pinned
         self.problem = problem
