@@ -3,11 +3,12 @@
 The console runs in a 160 x 48 pty against benchmarks.chat_stub_server (a lean TF Serving stand-in
 in its own process). Idle: the console's own CPU (utime+stime of its process, not its children)
 over a quiet stretch once the header says `serving`, while the prompt's cursor blinks after a
-key and once it has stopped (tui.widgets.chat.HistoryInput.BLINK_TIMEOUT_S). Busy:
-`/burst 1000rps ...` typed in the prompt starts the load in worker processes; F4 goes back to the console while it runs, and 100
-keys are typed into the chat prompt, each a character the screen shows nowhere else; the latency
-of a key is the time from writing it to the pty until the console has written it back. The
-console's CPU is sampled over the same stretch. The workers' CPU is not the console's.
+key and once it has stopped (tui.widgets.chat.HistoryInput.BLINK_TIMEOUT_S). Busy: `/burst
+1000rps ...` typed in the prompt starts the load in worker processes; F4 goes back to the console
+while it runs, and 100 keys are typed into the chat prompt, each a character the screen shows
+nowhere else; the latency of a key is the time from writing it to the pty until the console has
+written it back. The console's CPU is sampled over the same stretch. The workers' CPU is not the
+console's.
 """
 
 from __future__ import annotations
