@@ -69,7 +69,7 @@ def report_renderable(report: ReportText) -> RenderableType:
     notes.add_column(no_wrap=True)
     notes.add_column(overflow="fold")
     for note in report.notes:
-        notes.add_row("•", Text(note))
+        notes.add_row(Text("•"), Text(note))
     parts: list[RenderableType] = [
         Text(report.title, style="bold"),
         Text(""),
