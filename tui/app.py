@@ -24,6 +24,7 @@ from textual.timer import Timer
 from textual.widgets import Footer
 
 from core.identity import APP_NAME
+from tui.heap import pin_malloc_thresholds
 from tui.keys import KEY_ACTIONS
 from tui.messages import (
     BurstRequested,
@@ -102,6 +103,8 @@ class DeepChatApp(App[int]):
 
     def __init__(self, options: ConsoleOptions, *, stats: StatsCollector | None = None) -> None:
         super().__init__()
+        # Freed histogram-sized blocks go back to the system instead of fragmenting the heap.
+        pin_malloc_thresholds()
         self.options = options
         # Every binding id is in the keymap, so the footer keeps BINDINGS' order after remapping.
         # Set before mounting: a keymap change later recomposes the footer.

@@ -19,7 +19,6 @@ from textual.widgets import (
     Footer,
     Input,
     Label,
-    Markdown,
     ProgressBar,
     Sparkline,
     Static,
@@ -37,7 +36,8 @@ from core.report.model import (
     list_reports,
     save_report,
 )
-from core.report.text import compare_reports, latency_chart_lines, render_markdown
+from core.report.text import comparison_table, latency_chart_lines, report_text
+from tui.widgets.report_text import ReportView
 
 DEFAULT_ARGS = "100rps 10s"
 
@@ -126,10 +126,10 @@ class BurstScreen(Screen[None]):
         with TabbedContent(initial="report-tab"):
             with TabPane("Report", id="report-tab"):
                 yield Static("", id="burst-chart")
-                yield Markdown("", id="report-view")
+                yield ReportView(id="report-view")
             with TabPane("Past reports", id="past-tab"):
                 yield DataTable(id="past-table", cursor_type="row")
-                yield Markdown("", id="compare-view")
+                yield ReportView(id="compare-view")
         yield Footer()
 
     def _idle_line(self) -> str:
@@ -238,7 +238,7 @@ class BurstScreen(Screen[None]):
         message.stop()
 
     @on(Finished)
-    async def show_finished(self, message: Finished) -> None:
+    def show_finished(self, message: Finished) -> None:
         """Show the finished report and list it with the past ones (the app hears it too)."""
         report = message.report
         self.last_report = report
@@ -247,12 +247,12 @@ class BurstScreen(Screen[None]):
         state = "aborted, partial report kept" if report.aborted else "done"
         self.status(f"{state}: {report.label}; Esc closes, F5 runs again")
         self.refresh_past_reports()
-        await self.show_report(report)
+        self.show_report(report)
 
-    async def show_report(self, report: BenchReport) -> None:
-        """Draw a report: the latency chart and the Markdown summary."""
+    def show_report(self, report: BenchReport) -> None:
+        """Draw a report: the latency chart and the summary (the results table and notes)."""
         self.query_one("#burst-chart", Static).update("\n".join(latency_chart_lines(report)))
-        await self.query_one("#report-view", Markdown).update(render_markdown(report))
+        self.query_one("#report-view", ReportView).show(report_text(report))
         self.query_one(TabbedContent).active = "report-tab"
 
     # ---- past reports ----------------------------------------------------------------------
@@ -297,7 +297,7 @@ class BurstScreen(Screen[None]):
             self.marked.append(path)
         self.refresh_past_reports()
 
-    async def action_compare(self) -> None:
+    def action_compare(self) -> None:
         """Compare the marked reports (or the selected one and the last run), oldest first."""
         chosen = [self.past[str(path)][1] for path in self.marked if str(path) in self.past]
         # Oldest first, so each change reads as before -> after.
@@ -309,12 +309,12 @@ class BurstScreen(Screen[None]):
         if len(chosen) < 2:
             self.notify("mark two reports with m in Past reports to compare them")
             return
-        await self.query_one("#compare-view", Markdown).update(compare_reports(chosen))
+        self.query_one("#compare-view", ReportView).show(comparison_table(chosen))
         self.query_one(TabbedContent).active = "past-tab"
 
     @on(DataTable.RowSelected, "#past-table")
-    async def open_past_report(self, event: DataTable.RowSelected) -> None:
+    def open_past_report(self, event: DataTable.RowSelected) -> None:
         """Enter on a past report shows it in the Report tab."""
         entry = self.past.get(str(event.row_key.value))
         if entry is not None:
-            await self.show_report(entry[1])
+            self.show_report(entry[1])

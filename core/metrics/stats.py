@@ -2,8 +2,10 @@
 
 A ``StatsCollector`` records finished requests (latency, status code, served model version),
 in-flight requests and client-side batches. Latencies go into HDR histograms (1 µs to 1 h,
-3 significant digits, recorded in microseconds): one per second in a ring that covers the
-sliding window, plus a cumulative one, so memory stays flat however long the console runs.
+3 significant digits, recorded in microseconds): the current second's, a cumulative one, and
+for each closed second of the sliding window only its non-zero buckets (a full histogram is
+23,552 buckets, 184 KiB; a second's latencies fill a few hundred), so memory stays flat and
+small however long the console runs, and a snapshot sums the window in one reused array.
 ``snapshot()`` returns one immutable ``StatsSnapshot`` that every panel and report reads.
 
 Load workers stream ``LoadDelta``s (core.metrics.load) that ``merge_delta()`` adds in;
@@ -110,12 +112,24 @@ class _Second:
     second: int
     counters: _Counters = field(default_factory=_Counters)
     latency: LatencyRecorder | None = None  # created on first use: idle seconds stay cheap
+    # Once the second is closed: its latency counts as (bucket indexes, counts), non-zero only.
+    closed_latency: tuple[np.ndarray, np.ndarray] | None = None
 
     def recorder(self) -> LatencyRecorder:
         """This second's latency recorder, created if needed."""
         if self.latency is None:
             self.latency = LatencyRecorder()
         return self.latency
+
+    def close(self) -> np.ndarray | None:
+        """Keep only the non-zero buckets of this second's latencies; returns the full counts."""
+        if self.latency is None:
+            return None
+        counts = self.latency.counts()
+        indexes = np.flatnonzero(counts)
+        self.closed_latency = (indexes, counts[indexes])
+        self.latency = None  # the full histogram is freed
+        return counts
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:
@@ -150,6 +164,8 @@ class StatsCollector:
         self._history: deque[int] = deque(maxlen=self._history_seconds)
         self._totals = _Counters()
         self._closed_latency_counts = np.zeros_like(bucket_values_us()[0], dtype=np.uint64)
+        # Where snapshot() adds up the window, then the totals: reused, never reallocated.
+        self._sum = np.zeros_like(self._closed_latency_counts)
         self._in_flight = 0
         self._batch_max_size: int | None = None
         # Bumped by every record: an idle console's snapshots are reused (see snapshot()).
@@ -206,9 +222,10 @@ class StatsCollector:
         self._history.append(current.counters.requests)
         idle_seconds = min(second - current.second - 1, self._history_seconds)
         self._history.extend([0] * idle_seconds)
-        if current.latency is not None:
-            self._closed_latency_counts += current.latency.counts()
-        if current.latency is not None or current.counters.requests or current.counters.batches:
+        counts = current.close()
+        if counts is not None:
+            self._closed_latency_counts += counts
+        if counts is not None or current.counters.requests or current.counters.batches:
             self._closed.append(current)
         oldest_in_window = second - self._window_seconds
         while self._closed and self._closed[0].second < oldest_in_window:
@@ -220,11 +237,24 @@ class StatsCollector:
         """The seconds inside the window, the current partial one last; caller holds the lock."""
         return [*self._closed, self._current]
 
-    def _total_latency_counts(self) -> np.ndarray:
-        """Cumulative latency counts including the current second; caller holds the lock."""
+    def _window_latency_summary(self, window: list[_Second]) -> LatencySummary:
+        """The window's latency, summed in the reused array; caller holds the lock."""
+        total = self._sum
+        total.fill(0)
+        for second in window:
+            if second.closed_latency is not None:
+                indexes, counts = second.closed_latency
+                total[indexes] += counts
+            elif second.latency is not None:
+                total += second.latency.counts()
+        return summarize_counts(total)
+
+    def _total_latency_summary(self) -> LatencySummary:
+        """Everything recorded since the start, summed in the reused array; holds the lock."""
         if self._current.latency is None:
-            return self._closed_latency_counts.copy()
-        return self._closed_latency_counts + self._current.latency.counts()
+            return summarize_counts(self._closed_latency_counts)
+        np.add(self._closed_latency_counts, self._current.latency.counts(), out=self._sum)
+        return summarize_counts(self._sum)
 
     def qps_history(self) -> tuple[float, ...]:
         """Requests per closed second, oldest first: snapshot().qps_history without the rest."""
@@ -248,11 +278,8 @@ class StatsCollector:
                 return replace(self._reusable[1], taken_at=now)
             window = self._window()
             window_counters = _Counters()
-            window_latency = np.zeros_like(self._closed_latency_counts)
             for second in window:
                 window_counters.add(second.counters)
-                if second.latency is not None:
-                    window_latency += second.latency.counts()
             # The window spans window_seconds full seconds before the current one plus the
             # part of the current one that has passed, but never more than the collector's age.
             span_s = self._window_seconds + (now - current.second)
@@ -266,8 +293,8 @@ class StatsCollector:
                 errors_by_code=dict(totals.errors_by_code),
                 qps=window_counters.requests / span_s,
                 qps_history=tuple(float(count) for count in self._history),
-                latency=summarize_counts(window_latency),
-                latency_total=summarize_counts(self._total_latency_counts()),
+                latency=self._window_latency_summary(window),
+                latency_total=self._total_latency_summary(),
                 success_rate=_ratio(window_counters.ok, window_counters.requests),
                 in_flight=self._in_flight,
                 batches_total=totals.batches,

@@ -1,13 +1,64 @@
-"""Load-run reports as text: the Markdown results table, side-by-side comparison, latency chart."""
+"""Load-run reports as text: the Markdown results table, side-by-side comparison, latency chart.
+
+Each report and comparison is first built as text parts (ReportText, TextTable: cells and
+notes, no markup), then written as Markdown; the console's burst screen draws the same parts
+as tables without parsing Markdown (tui.widgets.report_text).
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from core.report.model import ORIGIN_ORDER, UNRECORDED_ORIGIN, BenchReport, code_origins
 from core.report.slo import SloCheck
+
+# --- Text parts -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextTable:
+    """A table as plain text cells: the header, the rows, and which columns hold figures."""
+
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    figures: tuple[bool, ...]
+    """Per column: whether it holds figures (right-aligned)."""
+
+    def markdown(self) -> str:
+        """The table in Markdown, one line per row."""
+        lines = [
+            "| " + " | ".join(self.header) + " |",
+            "|" + "".join("---:|" if figure else "---|" for figure in self.figures),
+            *("| " + " | ".join(row) + " |" for row in self.rows),
+        ]
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class ReportText:
+    """One run's summary as text: a title, the results table, notes, and the errors by code."""
+
+    title: str
+    results: TextTable
+    notes: tuple[str, ...]
+    errors: TextTable | None
+
+    def markdown(self) -> str:
+        """The summary in Markdown: a heading, the table, a bullet list, the errors table."""
+        lines = [
+            f"## {self.title}",
+            "",
+            self.results.markdown().rstrip("\n"),
+            "",
+            *(f"- {note}" for note in self.notes),
+        ]
+        if self.errors is not None:
+            lines += ["", self.errors.markdown().rstrip("\n")]
+        return "\n".join(lines) + "\n"
+
 
 # --- Markdown -------------------------------------------------------------------------------
 
@@ -26,10 +77,19 @@ def _rate(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.1f}"
 
 
-_TABLE_HEADER = (
-    "| stage | QPS | average latency | p95 | success rate | p50 | p99 | p99.9 | max | errors |\n"
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
+_RESULTS_HEADER = (
+    "stage",
+    "QPS",
+    "average latency",
+    "p95",
+    "success rate",
+    "p50",
+    "p99",
+    "p99.9",
+    "max",
+    "errors",
 )
+_RESULTS_FIGURES = (False, *(True,) * 8, False)
 
 
 def _errors_text(errors: Mapping[str, int]) -> str:
@@ -72,11 +132,11 @@ def errors_line(report: BenchReport) -> str:
     return f"{text}: {', '.join(parts)}"
 
 
-def errors_table(report: BenchReport) -> str:
-    """Markdown: one row per error code with its count, its share of the requests and, when the
-    report records them, its count by origin ("" without errors)."""
+def errors_by_code(report: BenchReport) -> TextTable | None:
+    """One row per error code with its count, its share of the requests and, when the report
+    records them, its count by origin (None without errors)."""
     if not report.errors:
-        return ""
+        return None
     origins = report.error_origins
     columns: list[str] = []
     if origins is not None:
@@ -84,25 +144,27 @@ def errors_table(report: BenchReport) -> str:
         # server, transport and client always; "unrecorded" only for a report that has some.
         columns = [o for o in ORIGIN_ORDER if o != UNRECORDED_ORIGIN or o in present]
         columns += sorted(present - set(ORIGIN_ORDER))
-    header = ["error", "count", "share of requests", *(_ORIGIN_COLUMNS.get(o, o) for o in columns)]
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "|---|" + "---:|" * (len(header) - 1),
-    ]
+    header = ("error", "count", "share of requests", *(_ORIGIN_COLUMNS.get(o, o) for o in columns))
+    rows = []
     for code, count in report.errors.items():
         share = count / report.requests if report.requests else None
         cells = [code, f"{count:,}", _percent(share)]
         if origins is not None:
             split = code_origins(code, count, origins)
             cells += [f"{split.get(origin, 0):,}" for origin in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(tuple(cells))
+    return TextTable(header, tuple(rows), (False, *(True,) * (len(header) - 1)))
 
 
-def table_row(report: BenchReport, stage: str | None = None) -> str:
-    """One row of the results table."""
+def errors_table(report: BenchReport) -> str:
+    """Markdown: errors_by_code(report)'s table ("" without errors)."""
+    table = errors_by_code(report)
+    return "" if table is None else table.markdown()
+
+
+def _results_row(report: BenchReport, stage: str | None = None) -> tuple[str, ...]:
     latency = report.latency_ms
-    cells = [
+    return (
         stage or report.label or report.mode,
         _rate(report.achieved_rps),
         _ms(latency.mean),
@@ -113,74 +175,87 @@ def table_row(report: BenchReport, stage: str | None = None) -> str:
         _ms(latency.p999),
         _ms(latency.max),
         _errors_text(report.errors),
-    ]
-    return "| " + " | ".join(cells) + " |\n"
+    )
+
+
+def results_table(reports: Sequence[BenchReport], stages: Sequence[str] | None = None) -> TextTable:
+    """The results table with one row per report (e.g. the settings of a sweep)."""
+    rows = tuple(
+        _results_row(report, stages[index] if stages else None)
+        for index, report in enumerate(reports)
+    )
+    return TextTable(_RESULTS_HEADER, rows, _RESULTS_FIGURES)
+
+
+def table_row(report: BenchReport, stage: str | None = None) -> str:
+    """One row of the results table, in Markdown."""
+    return "| " + " | ".join(_results_row(report, stage)) + " |\n"
 
 
 def render_table(reports: Sequence[BenchReport], stages: Sequence[str] | None = None) -> str:
-    """The results table with one row per report (e.g. the settings of a sweep)."""
-    rows = [
-        table_row(report, stages[index] if stages else None) for index, report in enumerate(reports)
-    ]
-    return _TABLE_HEADER + "".join(rows)
+    """The results table in Markdown."""
+    return results_table(reports, stages).markdown()
 
 
-def render_markdown(report: BenchReport) -> str:
-    """The Markdown summary of one run: the results table plus what the table leaves out."""
+def report_text(report: BenchReport) -> ReportText:
+    """The summary of one run: the results table plus, as notes, what the table leaves out."""
     offered = f"{report.offered_rps:,.1f} req/s offered, " if report.offered_rps is not None else ""
     protocol = " (REST)" if report.protocol == "rest" else ""
-    lines = [
-        f"## {report.model} @ {report.target}{protocol}: {report.label}",
-        "",
-        render_table([report]).rstrip("\n"),
-        "",
-        f"- {report.mode} loop, {offered}{report.achieved_rps:,.1f} req/s achieved over "
+    notes = [
+        f"{report.mode} loop, {offered}{report.achieved_rps:,.1f} req/s achieved over "
         f"{report.duration_s:,.1f} s; {report.requests:,} requests, {report.ok:,} ok",
-        f"- {errors_line(report)}",
+        errors_line(report),
     ]
     if report.mode == "open":
         lag = report.schedule_lag_ms
         lag_text = f", schedule lag p99 {_ms(lag.p99)}" if lag is not None else ""
-        lines.append(
-            f"- late sends (left > {report.late_threshold_ms or 0:g} ms after their intended "
+        notes.append(
+            f"late sends (left > {report.late_threshold_ms or 0:g} ms after their intended "
             f"time): {report.late_sends:,}{lag_text}; latency counts from the intended send time; "
             f"uncorrected p50 {_ms(report.uncorrected_latency_ms.p50)}, "
             f"p99 {_ms(report.uncorrected_latency_ms.p99)}"
         )
     if report.batch.size_mean is not None:
-        lines.append(
-            f"- client batching: {report.batch.size_mean:,.1f} rows per RPC, "
+        notes.append(
+            f"client batching: {report.batch.size_mean:,.1f} rows per RPC, "
             f"fill {_percent(report.batch.fill_mean)}"
         )
     if report.versions:
         served = ", ".join(f"v{version} {count:,}" for version, count in report.versions.items())
-        lines.append(f"- served by: {served}")
+        notes.append(f"served by: {served}")
     if report.warmup is not None:
         warm = report.warmup
-        lines.append(
-            f"- warm-up (not in the figures above): {warm.duration_s:g} s, "
+        notes.append(
+            f"warm-up (not in the figures above): {warm.duration_s:g} s, "
             f"{warm.requests:,} requests, {warm.ok:,} ok, errors: {_errors_text(warm.errors)}, "
             f"p50 {_ms(warm.latency_ms.p50)}, p99 {_ms(warm.latency_ms.p99)}"
         )
     if report.server is not None:
-        lines.append("- the server saw: " + server_text(report.server))
+        notes.append("the server saw: " + server_text(report.server))
     if report.merged_from:
         sources = ", ".join(str(part.get("source")) for part in report.merged_from)
-        lines.append(f"- merged from {len(report.merged_from)} reports: {sources}")
+        notes.append(f"merged from {len(report.merged_from)} reports: {sources}")
     if report.slo is not None:
         verdict = "met" if report.slo_passed else "BREACHED"
         checks = "; ".join(
             SloCheck(o.term, o.actual, o.unit, o.passed).describe() for o in report.slo
         )
-        lines.append(f"- SLO {verdict}: {checks}")
+        notes.append(f"SLO {verdict}: {checks}")
     if report.aborted:
-        lines.append("- aborted: partial results" + (
-            f" ({report.abort_reason})" if report.abort_reason else ""))  # fmt: skip
-    lines.extend(f"- failure: {failure}" for failure in report.failures)
-    table = errors_table(report)
-    if table:
-        lines += ["", table.rstrip("\n")]
-    return "\n".join(lines) + "\n"
+        reason = f" ({report.abort_reason})" if report.abort_reason else ""
+        notes.append(f"aborted: partial results{reason}")
+    notes.extend(f"failure: {failure}" for failure in report.failures)
+    return ReportText(
+        title=f"{report.model} @ {report.target}{protocol}: {report.label}",
+        results=results_table([report]),
+        notes=tuple(notes),
+        errors=errors_by_code(report),
+    )
+
+
+def render_markdown(report: BenchReport) -> str:
+    """The Markdown summary of one run: report_text(report) as a heading, tables and a list."""
+    return report_text(report).markdown()
 
 
 def server_text(server: Mapping[str, Any]) -> str:
@@ -251,24 +326,29 @@ def _change(before: float | None, after: float | None, unit: str) -> str:
     return f"{arrow} ({(after - before) / before * 100:+.0f} %)"
 
 
-def compare_reports(reports: Sequence[BenchReport], names: Sequence[str] | None = None) -> str:
-    """Markdown: the reports side by side, each later one with its change from the first."""
+def comparison_table(
+    reports: Sequence[BenchReport], names: Sequence[str] | None = None
+) -> TextTable:
+    """The reports side by side, one column each, each later one with its change from the first."""
     if len(reports) < 2:
         raise ValueError(f"compare: expected at least 2 reports, got {len(reports)}")
     titles = list(names) if names else [report.label or report.model for report in reports]
-    header = "| metric | " + " | ".join(titles) + " |\n"
-    header += "|---|" + "---:|" * len(reports) + "\n"
-    rows = []
+    rows: list[tuple[str, ...]] = []
     if len({report.protocol for report in reports}) > 1:
-        rows.append("| protocol | " + " | ".join(r.protocol for r in reports) + " |\n")
+        rows.append(("protocol", *(report.protocol for report in reports)))
     for label, path, unit in _COMPARED:
         values = [_read(report, path) for report in reports]
         if all(value is None for value in values):
             continue
         cells = [_format(values[0], unit)]
         cells += [_change(values[0], value, unit) or _format(value, unit) for value in values[1:]]
-        rows.append(f"| {label} | " + " | ".join(cells) + " |\n")
-    return header + "".join(rows)
+        rows.append((label, *cells))
+    return TextTable(("metric", *titles), tuple(rows), (False, *(True,) * len(reports)))
+
+
+def compare_reports(reports: Sequence[BenchReport], names: Sequence[str] | None = None) -> str:
+    """Markdown: comparison_table(reports, names)."""
+    return comparison_table(reports, names).markdown()
 
 
 # --- Latency chart --------------------------------------------------------------------------

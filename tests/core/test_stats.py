@@ -236,6 +236,29 @@ def test_memory_stays_bounded_over_a_long_run() -> None:
     assert snapshot.latency_total.count == 400
 
 
+def test_closed_seconds_keep_only_their_filled_buckets_and_sum_like_one_histogram() -> None:
+    clock = FakeClock(0.0)
+    stats = StatsCollector(window_s=10, clock=clock)
+    rng = random.Random(7)
+    everything, window = LatencyRecorder(), LatencyRecorder()
+    for second in range(30):
+        clock.now = second + 0.5
+        for _ in range(200):
+            latency_s = rng.lognormvariate(-6, 1.2)
+            stats.record(latency_s)
+            everything.record(latency_s)
+            if second >= 19:  # the 10 s window: 10 whole seconds before the current one
+                window.record(latency_s)
+    snapshot = stats.snapshot()
+    # The current second has a full histogram (184 KiB); each closed one only what it filled.
+    full_bytes = everything.counts().nbytes
+    for closed in stats._closed:
+        assert closed.latency is None and closed.closed_latency is not None
+        assert sum(part.nbytes for part in closed.closed_latency) < full_bytes / 20
+    assert snapshot.latency == window.summary()
+    assert snapshot.latency_total == everything.summary()
+
+
 def test_long_idle_gap_is_cheap_and_bounded() -> None:
     clock = FakeClock(0.0)
     stats = StatsCollector(history_s=60, clock=clock)

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import psutil
 from textual.app import App
-from textual.widgets import DataTable, Label, Markdown, Static
+from textual.geometry import Region
+from textual.widget import Widget
+from textual.widgets import DataTable, Label, Static
 
 from core.client.serving import ModelSpec
 from core.report.model import BenchReport, build_report, save_report
@@ -15,6 +17,7 @@ from core.wire import protos
 from tests.core.test_report import make_result
 from tests.fixtures.fault_servicer import Behaviour, FaultServer, fault_server_fixture  # noqa: F401
 from tui.burst import BurstScreen
+from tui.widgets.report_text import ReportView
 
 
 def text_signature() -> protos.meta_graph_pb2.SignatureDef:
@@ -61,6 +64,12 @@ def screen_for(
     )
 
 
+def drawn_text(widget: Widget) -> str:
+    """What the widget draws on screen, as lines of text."""
+    width, height = widget.size
+    return "\n".join(strip.text for strip in widget.render_lines(Region(0, 0, width, height)))
+
+
 async def wait_for(pilot: object, condition: object, rounds: int = 1500) -> None:
     for _ in range(rounds):
         if callable(condition) and condition():
@@ -100,6 +109,20 @@ async def test_a_burst_runs_from_the_form_and_shows_its_report(
         assert "p99" in chart and "max" in chart and "█" in chart
         assert len(list(tmp_path.glob("*.json"))) == 1
         assert app.screen.query_one("#past-table", DataTable).row_count == 1
+        # The summary: its title, the results table (header and the run's row) and the notes.
+        await pilot.pause()
+        summary = drawn_text(app.screen.query_one("#report-view", ReportView))
+        lines = summary.splitlines()
+        assert lines[0].strip() == f"deepchat_model @ {fault_server.target}: 40 rps const 0.5s"
+        header = next(line for line in lines if "average latency" in line).split()
+        assert header[:3] == ["stage", "QPS", "average"] and header[-3:] == [
+            "p99.9",
+            "max",
+            "errors",
+        ]
+        row = next(line for line in lines if line.lstrip().startswith("40 rps const"))
+        assert "100.00 %" in row and row.rstrip().endswith("none")
+        assert "• errors: none" in summary and "• served by: v2 20" in summary
 
 
 async def test_escape_aborts_a_running_burst_and_keeps_the_partial_report(
@@ -152,8 +175,10 @@ async def test_past_reports_are_listed_and_two_marked_ones_compared(
         table.focus()
         await pilot.press("m", "down", "m", "c")
         await pilot.pause()
-        compare = app.screen.query_one("#compare-view", Markdown)
-        assert "45 -> 185" in compare.source
+        compare = drawn_text(app.screen.query_one("#compare-view", ReportView)).splitlines()
+        assert compare[0].split() == ["metric", "seed", "ours"]
+        qps = next(line for line in compare if line.lstrip().startswith("QPS"))
+        assert qps.split() == ["QPS", "45", "45", "->", "185", "(+311", "%)"]
 
 
 async def test_a_burst_uses_the_consoles_connection_token_and_headers(
