@@ -109,7 +109,7 @@ class DeepChatApp(App[int]):
         # Every binding id is in the keymap, so the footer keeps BINDINGS' order after remapping.
         # Set before mounting: a keymap change later recomposes the footer.
         keymap = {binding.id: binding.key for binding in self._own_bindings() if binding.id}
-        self.set_keymap({**keymap, **options.config.ui.key_bindings})
+        self.set_keymap({**keymap, **options.ui.key_bindings})
         # The session is created by ensure_session() once the serving modules are loaded.
         self.stats: StatsCollector | None = stats
         self.session: ChatSession | None = None
@@ -146,7 +146,7 @@ class DeepChatApp(App[int]):
 
             if self.stats is None:
                 self.stats = StatsCollector()
-            options = self.options
+            options = self.options = self.options.resolve_config()
             self.session = ChatSession(
                 options.config,
                 self.stats,
@@ -161,7 +161,7 @@ class DeepChatApp(App[int]):
     # ---- layout ----------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        ui = self.options.config.ui
+        ui = self.options.ui
         yield StatusHeader(self.options.clock, id="header")
         yield self.chat
         with Grid(id="panels"):
@@ -196,7 +196,7 @@ class DeepChatApp(App[int]):
         # callback in a new partial whose signature it inspects, ~0.5 ms a refresh at 4 Hz. An
         # interval that falls behind skips the missed ticks, so refreshes never stack either.
         self._panel_timer = self.set_interval(
-            1 / self.options.config.ui.refresh_hz, self._refresh_panels, name="panels"
+            1 / self.options.ui.refresh_hz, self._refresh_panels, name="panels"
         )
         if self.options.connect:
             # After the first frame: opening channels and polling must not delay it.
@@ -226,9 +226,11 @@ class DeepChatApp(App[int]):
     @work(group="serving", exit_on_error=False, description="start the server link")
     async def start_session(self) -> None:
         """Start the embedded server / open the client; posts SessionStarted or SessionFailed."""
-        # Imported in a thread so the first frame is out and keys keep working meanwhile.
+        # Imported in a thread so the first frame is out and keys keep working meanwhile; a
+        # cached config's models are built there too.
         for name in SERVING_MODULES:
             await asyncio.to_thread(importlib.import_module, name)
+        self.options = await asyncio.to_thread(self.options.resolve_config)
         session = self.ensure_session()
         try:
             await session.start()
@@ -500,7 +502,7 @@ class DeepChatApp(App[int]):
 
     def key_rows(self) -> list[tuple[str, str]]:
         """(keys, description) of each binding after the config's remapping, for help."""
-        keymap = self.options.config.ui.key_bindings
+        keymap = self.options.ui.key_bindings
         rows = []
         for binding in self._own_bindings():
             keys = keymap.get(binding.id or "", binding.key)
@@ -537,7 +539,7 @@ class DeepChatApp(App[int]):
             if self.screen is self._replicas:
                 self._replicas.dismiss(None)
             return
-        ui = self.options.config.ui
+        ui = self.options.ui
         self._replicas = ReplicasScreen(ui.latency_warn_ms, ui.latency_crit_ms, self.fleet_snapshot)
 
         def closed(_: None) -> None:

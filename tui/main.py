@@ -9,6 +9,20 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from tui.options import ConsoleOptions
+
+
+class Choices(NamedTuple):
+    """What the command line chose besides the config (build_options' keywords)."""
+
+    targets: tuple[str, ...]
+    model_name: str | None
+    signature_name: str | None
+    data_dir: Path | None
+    debug: bool
 
 
 def _parser(prog: str, description: str, *, chat: bool) -> argparse.ArgumentParser:
@@ -70,9 +84,8 @@ def _run(
     import os
 
     from core.config.cache import cache_dir_from_env
-    from core.config.schema import ConfigError, load_config
+    from core.config.errors import ConfigError
     from tui.keys import default_keys
-    from tui.options import build_options
 
     # Targets and metrics URLs go through the config loader, which validates them like the
     # file's own.
@@ -82,22 +95,22 @@ def _run(
         overrides[f"{section}.metrics_urls"] = list(args.metrics)
     if args.prometheus:
         overrides[f"{section}.prometheus_url"] = args.prometheus
+    choices = Choices(targets, model_name, signature_name, args.data_dir, args.debug)
+    cache_dir = cache_dir_from_env(os.environ)
     try:
-        loaded = load_config(
-            args.config,
-            overrides=overrides,
-            allow_plaintext_token=args.allow_plaintext_token,
-            key_actions=default_keys(),
-            cache_dir=cache_dir_from_env(os.environ),
-        )
-        options = build_options(
-            loaded.config,
-            targets=targets,
-            model_name=model_name,
-            signature_name=signature_name,
-            data_dir=args.data_dir,
-            debug=args.debug,
-        )
+        options = _cached_options(args, overrides, cache_dir, choices)
+        if options is None:
+            from core.config.schema import load_config
+            from tui.options import build_options
+
+            loaded = load_config(
+                args.config,
+                overrides=overrides,
+                allow_plaintext_token=args.allow_plaintext_token,
+                key_actions=default_keys(),
+                cache_dir=cache_dir,
+            )
+            options = build_options(loaded.config, **choices._asdict())
     except (ConfigError, ValueError, OSError) as error:
         if args.debug:
             raise
@@ -114,3 +127,35 @@ def _run(
         if app.session is not None:
             app.session.kill_server_now()
     return int(app.return_code or 0)
+
+
+def _cached_options(
+    args: argparse.Namespace,
+    overrides: dict[str, object],
+    cache_dir: Path | None,
+    choices: Choices,
+) -> ConsoleOptions | None:
+    """The options from a config validated before from the same inputs, without loading the
+    config models (pydantic) before the first frame; None when there is no such config."""
+    import os
+
+    if cache_dir is None:
+        return None
+    from core.config.cache import lookup
+    from tui.keys import default_keys
+    from tui.options import options_from_cache
+
+    _, _, entry = lookup(
+        args.config,
+        env=os.environ,
+        overrides=overrides,
+        allow_plaintext_token=args.allow_plaintext_token,
+        key_actions=default_keys(),
+        cache_dir=cache_dir,
+    )
+    if entry is None:
+        return None
+    try:
+        return options_from_cache(entry, **choices._asdict())
+    except (KeyError, TypeError, AttributeError):
+        return None  # an entry this version cannot read: load the config as usual

@@ -5,6 +5,9 @@ DEEPCHAT_TFS_* variables and the command-line overrides: change any of them and 
 validated again. Only configurations whose validity depends on nothing else are stored: a bearer
 token variable (trust store, environment) or a file that must exist (TLS, labels, tokenizer)
 always takes the full path. A bad config is never stored, so its file:line errors always show.
+
+Nothing here imports pydantic until a stored entry is made into models (construct): the console
+reads an entry (lookup) and draws its first frame before it loads the config models.
 """
 
 from __future__ import annotations
@@ -12,19 +15,75 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_origin
 
-from pydantic import BaseModel
-
-from core.config.loader import field_type, is_model
+from core.config.source import ENV_PREFIX, find_config_file
 from core.files import write_private
 from core.identity import cache_dir as identity_cache_dir
 
-CACHE_FORMAT = 1
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+CACHE_FORMAT = 2
 CACHE_ENV = "DEEPCHAT_TFS_CONFIG_CACHE"
-Model = TypeVar("Model", bound=BaseModel)
-_SCHEMA_FILES = ("schema.py", "loader.py", "cache.py", "keys.py", "trust.py")
+Model = TypeVar("Model", bound="BaseModel")
+_SCHEMA_FILES = (
+    "schema.py", "loader.py", "cache.py", "keys.py", "trust.py", "source.py", "errors.py"
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A stored configuration: its JSON dump and facts computed from it when it was stored.
+
+    facts hold what the console needs before its first frame that only the models' methods
+    compute (e.g. `uses_embedded_server`), so the first frame needs no models.
+    """
+
+    source: Path | None
+    key: str
+    dump: dict[str, Any]
+    facts: dict[str, Any]
+
+
+def lookup(
+    path: str | Path | None,
+    *,
+    env: Mapping[str, str],
+    overrides: Mapping[str, object],
+    allow_plaintext_token: bool,
+    key_actions: Mapping[str, str] | None,
+    cache_dir: Path,
+) -> tuple[Path | None, str, Entry | None]:
+    """The config file load_config reads, its cache key, and the stored entry (None: none)."""
+    source = find_config_file(path)
+    key = cache_key(source, env, ENV_PREFIX, overrides, allow_plaintext_token, key_actions)
+    entry: Entry | None
+    try:
+        stored = json.loads((cache_dir / f"{key}.json").read_text())
+        entry = Entry(source, key, dict(stored["config"]), dict(stored["facts"]))
+        if not valid_on_inputs_alone(entry.dump):
+            entry = None  # store() never writes one: not to be trusted
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        entry = None  # missing or unreadable: validate as usual
+    return source, key, entry
+
+
+def valid_on_inputs_alone(dump: Mapping[str, Any]) -> bool:
+    """Whether a config (its JSON dump) is valid whatever the environment and the disk hold.
+
+    A token variable depends on the trust store and the environment, a file path on the disk:
+    such configs are validated at every start, never stored.
+    """
+    tfs = dump["model_serving"]["tensorflow_serving"]
+    adapters = [model["adapter"] for model in dump["models"]]
+    return (
+        tfs.get("bearer_token_env") is None
+        and tfs.get("tls") is None
+        and all(a.get("labels_file") is None and a.get("tokenizer_file") is None for a in adapters)
+    )
 
 
 def cache_key(
@@ -56,28 +115,30 @@ def cache_key(
     return digest.hexdigest()
 
 
-def load_cached(cache_dir: Path, key: str, root: type[Model]) -> Model | None:
-    """The stored configuration for key, built without validation; None when there is none."""
+def load_cached(entry: Entry, root: type[Model]) -> Model | None:
+    """The entry's configuration as models, built without validation; None if it does not fit."""
     try:
-        data = json.loads((cache_dir / f"{key}.json").read_text())
-        return construct(root, data)
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return None  # missing or unreadable: validate as usual
+        return construct(root, entry.dump)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None  # an entry from another schema: validate as usual
 
 
-def store(cache_dir: Path, key: str, config: BaseModel) -> None:
-    """Remember a validated configuration under key (best effort: a read-only disk is fine)."""
+def store(cache_dir: Path, key: str, config: BaseModel, facts: Mapping[str, Any]) -> None:
+    """Remember a validated configuration and its facts under key (best effort)."""
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         for old in cache_dir.glob("*.json"):  # one entry: the config in use
             old.unlink(missing_ok=True)
-        write_private(cache_dir / f"{key}.json", json.dumps(config.model_dump(mode="json")))
+        entry = {"config": config.model_dump(mode="json"), "facts": dict(facts)}
+        write_private(cache_dir / f"{key}.json", json.dumps(entry))
     except OSError:
         pass
 
 
 def construct(model: type[Model], data: Mapping[str, Any]) -> Model:
     """A model instance (nested sections too) from its JSON dump, trusted: no validation."""
+    from core.config.loader import field_type, is_model
+
     values: dict[str, Any] = {}
     for name, field in model.model_fields.items():
         value = data[name]

@@ -15,8 +15,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
+from core.config.errors import ConfigError
+
 if TYPE_CHECKING:
     import yaml
+
+__all__ = ["ConfigError"]  # re-exported: it lived here first
 
 KeyPath = tuple[str | int, ...]
 
@@ -25,14 +29,6 @@ _SECRET_KEY = re.compile(r"token|secret|password|api_?key", re.IGNORECASE)
 # A config file is a few KiB; these bound what a hostile one (huge, or an alias bomb) can cost.
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_CONFIG_NODES = 100_000
-
-
-class ConfigError(Exception):
-    """An unusable configuration: one `WHERE: key.path: expected ..., got ...` per line."""
-
-    def __init__(self, messages: Sequence[str]) -> None:
-        self.messages = tuple(messages)
-        super().__init__("\n".join(self.messages))
 
 
 class FieldProblem(ValueError):

@@ -18,7 +18,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from core.config.loader import expected, field_type, is_model
-from core.config.schema import ENV_PREFIX, Config
+from core.config.schema import Config
+from core.config.source import ENV_PREFIX
 
 START_MARKER = "<!-- config-reference:start -->"
 END_MARKER = "<!-- config-reference:end -->"

@@ -21,11 +21,10 @@ from pydantic import (
 
 from core.config.keys import key_binding_problems
 from core.config.loader import ConfigError, Expect, FieldProblem, Layers, expected, field_type
+from core.config.source import ENV_PREFIX, find_config_file
 from core.config.trust import may_name_token_variable
-from core.identity import DEMO_MODEL_NAME, config_dir
+from core.identity import DEMO_MODEL_NAME
 
-CONFIG_FILE_NAME = "config.yaml"
-ENV_PREFIX = "DEEPCHAT_TFS_"
 EMBEDDED = "embedded"
 _TARGET = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 _GRPC_URI = re.compile(r"^(?:dns|ipv4|ipv6|unix|unix-abstract|vsock|xds):.+$")
@@ -410,23 +409,6 @@ class LoadedConfig:
     source: Path | None
 
 
-def config_search_paths() -> list[Path]:
-    """The files tried in order when no --config is given."""
-    user_dir = config_dir()
-    return [Path.cwd() / CONFIG_FILE_NAME, user_dir / CONFIG_FILE_NAME]
-
-
-def find_config_file(path: str | Path | None = None) -> Path | None:
-    """The given file (which must exist), else the first of config_search_paths() that exists."""
-    if path is None:
-        return next((found for found in config_search_paths() if found.is_file()), None)
-    given = Path(path).expanduser()
-    if not given.is_file():
-        found = "a directory" if given.is_dir() else "no such file"
-        raise ConfigError([f"{path}: expected an existing config file, got {found}"])
-    return given
-
-
 def load_config(
     path: str | Path | None = None,
     *,
@@ -444,15 +426,20 @@ def load_config(
     a cache_dir, a configuration validated before from the same inputs is reused unvalidated.
     """
     env = os.environ if env is None else env
-    source = find_config_file(path)
+    source = find_config_file(path) if cache_dir is None else None
     key = None
     if cache_dir is not None:
         from core.config import cache
 
-        key = cache.cache_key(
-            source, env, ENV_PREFIX, overrides or {}, allow_plaintext_token, key_actions
+        source, key, entry = cache.lookup(
+            path,
+            env=env,
+            overrides=overrides or {},
+            allow_plaintext_token=allow_plaintext_token,
+            key_actions=key_actions,
+            cache_dir=cache_dir,
         )
-        cached = cache.load_cached(cache_dir, key, Config)
+        cached = cache.load_cached(entry, Config) if entry is not None else None
         # Only what store() writes is used: never a token variable or a file that must exist.
         if cached is not None and _valid_on_inputs_alone(cached):
             return LoadedConfig(cached, source)
@@ -472,12 +459,21 @@ def load_config(
     if cache_dir is not None and key is not None and _valid_on_inputs_alone(config):
         from core.config import cache
 
-        cache.store(cache_dir, key, config)
+        cache.store(cache_dir, key, config, cached_facts(config))
     return LoadedConfig(config, source)
 
 
+def cached_facts(config: Config) -> dict[str, object]:
+    """What the console's first frame needs from the models' methods, stored with a cached
+    config so that frame needs no models (tui.options.options_from_cache)."""
+    return {
+        "uses_embedded_server": config.uses_embedded_server(),
+        "resolved_targets": config.resolved_targets(),
+    }
+
+
 def _valid_on_inputs_alone(config: Config) -> bool:
-    # A token variable depends on the trust store and the environment, a file path on the disk.
+    # The models' side of core.config.cache.valid_on_inputs_alone (which reads a JSON dump).
     tfs = config.model_serving.tensorflow_serving
     adapters = [model.adapter for model in config.models]
     return (

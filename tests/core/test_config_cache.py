@@ -107,8 +107,20 @@ def test_a_cached_entry_naming_a_token_variable_is_not_trusted(
 
     cache_dir = isolated / "cache"
     key = cache.cache_key(None, {}, "DEEPCHAT_TFS_", {}, False)
-    stored = load_config(env={}, cache_dir=cache_dir).config.model_dump(mode="json")
-    stored["model_serving"]["tensorflow_serving"]["bearer_token_env"] = "HOME"
-    (cache_dir / f"{key}.json").write_text(json.dumps(stored))
+    load_config(env={}, cache_dir=cache_dir)
+    entry = json.loads((cache_dir / f"{key}.json").read_text())
+    entry["config"]["model_serving"]["tensorflow_serving"]["bearer_token_env"] = "HOME"
+    (cache_dir / f"{key}.json").write_text(json.dumps(entry))
+    # Not by the console's fast start, which reads entries without the models...
+    lookup = cache.lookup(
+        None,
+        env={},
+        overrides={},
+        allow_plaintext_token=False,
+        key_actions=None,
+        cache_dir=cache_dir,
+    )
+    assert lookup[1] == key and lookup[2] is None
+    # ... nor by load_config.
     loaded = load_config(env={}, cache_dir=cache_dir)
     assert loaded.config.model_serving.tensorflow_serving.bearer_token_env is None

@@ -205,3 +205,71 @@ def test_key_bindings_are_checked_against_the_consoles_actions(
         f"{config}:4: ui.key_bindings.burst: expected a key no other action uses, got 'ctrl+q', "
         "also bound to quit (its default key)"
     )
+
+
+FAST_START = """
+import dataclasses, sys
+from argparse import Namespace
+from pathlib import Path
+from tui.main import Choices, _cached_options
+
+config_file, cache_dir, data_dir = sys.argv[1:4]
+args = Namespace(config=config_file, allow_plaintext_token=False)
+choices = Choices((), None, "classify", Path(data_dir), False)
+fast = _cached_options(args, {}, Path(cache_dir), choices)
+print("pydantic" in sys.modules)
+from core.config.schema import load_config
+from tui.keys import default_keys
+from tui.options import build_options
+
+loaded = load_config(config_file, key_actions=default_keys(), cache_dir=Path(cache_dir))
+if fast is None:
+    print("stored")
+    sys.exit()
+slow = build_options(loaded.config, **choices._asdict())
+resolved = fast.resolve_config()
+plain = [dataclasses.replace(options, config=None) for options in (resolved, slow)]
+print(resolved.config == slow.config, plain[0] == plain[1])
+print(fast.ui, fast.targets, fast.rest_url, fast.models[0].spec, sep="\\n")
+"""
+
+
+def test_a_cached_config_starts_the_console_without_the_config_models(tmp_path: Path) -> None:
+    # The first frame's options from the cache entry alone (no pydantic), equal to the options
+    # the validated config gives; the models are built from the entry afterwards.
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(
+        "model_serving:\n"
+        "  tensorflow_serving:\n"
+        "    host: tfs.internal\n"
+        "    targets: ['127.0.0.1:8500', 'localhost:8510']\n"
+        "    rest_port: 8601\n"
+        "models:\n"
+        "  - name: chat\n"
+        "    model_name: deepchat_model\n"
+        "    version_label: canary\n"
+        "ui:\n"
+        "  refresh_hz: 2\n"
+        "  latency_warn_ms: 50\n"
+        "  key_bindings: {help: f9}\n"
+    )
+    arguments = [str(config_file), str(tmp_path / "cache"), str(tmp_path / "data")]
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", FAST_START, *arguments],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        for _ in range(2)
+    ]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    assert runs[0].stdout.split("\n")[:2] == ["False", "stored"]
+    lines = runs[1].stdout.splitlines()
+    assert lines[:2] == ["False", "True True"], runs[1].stdout
+    assert "refresh_hz=2.0" in lines[2] and "'help': 'f9'" in lines[2]
+    assert lines[3] == "('127.0.0.1:8500', 'localhost:8510')"
+    assert lines[4] == "http://127.0.0.1:8601"
+    assert "deepchat_model" in lines[5] and "classify" in lines[5] and "canary" in lines[5]
