@@ -87,6 +87,9 @@ def launch(
     leader_fd, follower_fd = pty.openpty()
     fcntl.ioctl(follower_fd, termios.TIOCSWINSZ, struct.pack("HHHH", *SIZE, 0, 0))
     environment = dict(os.environ, TERM="xterm-256color", COLUMNS="160", LINES="48")
+    # As a user runs it: Python's bytecode cache on (the bare app's Textual has its .pyc files
+    # from pip; without the cache, every launch would compile the console's own modules).
+    environment.pop("PYTHONDONTWRITEBYTECODE", None)
     started = time.monotonic()
     if command is None:
         command = [sys.executable, "-m", "cli", *args, "--data-dir", str(data_dir)]

@@ -24,7 +24,6 @@ from textual.timer import Timer
 from textual.widgets import Footer
 
 from core.identity import APP_NAME
-from tui.heap import pin_malloc_thresholds
 from tui.keys import KEY_ACTIONS
 from tui.messages import (
     BurstRequested,
@@ -103,8 +102,6 @@ class DeepChatApp(App[int]):
 
     def __init__(self, options: ConsoleOptions, *, stats: StatsCollector | None = None) -> None:
         super().__init__()
-        # Freed histogram-sized blocks go back to the system instead of fragmenting the heap.
-        pin_malloc_thresholds()
         self.options = options
         # Every binding id is in the keymap, so the footer keeps BINDINGS' order after remapping.
         # Set before mounting: a keymap change later recomposes the footer.
@@ -143,6 +140,11 @@ class DeepChatApp(App[int]):
         if self.session is None:
             from core.chat.session import ChatSession
             from core.metrics.stats import StatsCollector
+            from tui.heap import pin_malloc_thresholds
+
+            # Before the stats' histograms: freed histogram-sized blocks go back to the system
+            # instead of fragmenting the heap (tui.heap; ctypes loads after the first frame).
+            pin_malloc_thresholds()
 
             if self.stats is None:
                 self.stats = StatsCollector()
