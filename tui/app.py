@@ -39,9 +39,7 @@ from tui.messages import (
     while_mounted,
 )
 from tui.options import ChatModel, ConsoleOptions
-from tui.palette import console_commands
 from tui.runner import SlashRunner
-from tui.screens import HelpScreen
 from tui.widgets.chat_pane import ChatPane
 from tui.widgets.header import StatusHeader
 from tui.widgets.panels import (
@@ -456,6 +454,8 @@ class DeepChatApp(App[int]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The console's commands in the command palette, then Textual's own."""
+        from tui.palette import console_commands  # first use: not on the first frame's path
+
         yield from console_commands(
             run_line=self.slash.run_line,
             prefill=self.chat.prefill,
@@ -514,6 +514,8 @@ class DeepChatApp(App[int]):
 
     def action_help(self) -> None:
         """Show keys and commands."""
+        from tui.screens import HelpScreen  # first use: not on the first frame's path
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.key_rows()))
 
