@@ -11,13 +11,16 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
+from functools import partial
+from typing import Any
 
 from core.client.errors import CLIENT, error_code, error_origin
 from core.metrics.load import LoadRecorder
 
 __all__ = ["LoadGenerator", "SendFunction", "error_code"]
 
-# Sends a request (by its index in the run) and returns the model version that served it.
+# Sends a request (by its index in the run) and returns the model version that served it: a
+# coroutine, or a future the send has already started (settled by a callback, no task).
 SendFunction = Callable[[int], Awaitable[int | None]]
 
 # In-flight requests get this long to finish after an abort before they are cancelled.
@@ -41,7 +44,7 @@ class LoadGenerator:
         self._recorder = recorder
         self._timeout_s = timeout_s
         self._clock = clock
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight: set[asyncio.Future[Any]] = set()
         self._issuers: list[asyncio.Task[None]] = []
         self._aborted = False
         self.load_phase_end: float | None = None
@@ -112,26 +115,64 @@ class LoadGenerator:
         for index in next_index:
             if end_at is not None and self._clock() >= end_at:
                 return
-            # Shielded so that an abort stops this requester but lets its request finish.
-            await asyncio.shield(self._start(index, self._clock(), None))
+            # Shielded so that an abort stops this requester but lets its request finish; a
+            # send's failure is recorded by the generator, not raised here.
+            with suppress(Exception):
+                await asyncio.shield(self._start(index, self._clock(), None))
 
     def _start(
         self, index: int, intended_at: float, slots: asyncio.Semaphore | None
-    ) -> asyncio.Task[None]:
+    ) -> asyncio.Future[Any]:
         sent_at = self._clock()
         self._recorder.sent(intended_at, sent_at)
-        task = asyncio.ensure_future(self._one(index, intended_at, sent_at, slots))
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
-        return task
+        try:
+            pending = self._send(index)
+        except Exception as error:
+            pending = _failed(error)
+        if isinstance(pending, asyncio.Future):
+            # A send that returns a future (core.load.rest's) is settled by a callback: no task
+            # and no coroutine per request.
+            pending.add_done_callback(partial(self._settled, intended_at, sent_at, slots))
+            future: asyncio.Future[Any] = pending
+        else:
+            future = asyncio.ensure_future(self._one(pending, intended_at, sent_at, slots))
+            future.add_done_callback(self._in_flight.discard)
+        self._in_flight.add(future)
+        return future
+
+    def _settled(
+        self,
+        intended_at: float,
+        sent_at: float,
+        slots: asyncio.Semaphore | None,
+        future: asyncio.Future[int | None],
+    ) -> None:
+        self._in_flight.discard(future)
+        served_version: int | None = None
+        code, origin = "OK", None
+        if future.cancelled():
+            code, origin = "CANCELLED" if self._aborted else "DEADLINE_EXCEEDED", CLIENT
+        elif (error := future.exception()) is not None:
+            code, origin = error_code(error), error_origin(error)
+        else:
+            served_version = future.result()
+        if slots is not None:
+            slots.release()
+        self._recorder.finished(
+            intended_at, sent_at, self._clock(), code, served_version, origin=origin
+        )
 
     async def _one(
-        self, index: int, intended_at: float, sent_at: float, slots: asyncio.Semaphore | None
+        self,
+        pending: Awaitable[int | None],
+        intended_at: float,
+        sent_at: float,
+        slots: asyncio.Semaphore | None,
     ) -> None:
         served_version: int | None = None
         code, origin = "OK", None
         try:
-            served_version = await self._send(index)
+            served_version = await pending
         except asyncio.CancelledError:
             # Cancelled by this generator: an abort, or the drain past the request's deadline.
             code, origin = "CANCELLED" if self._aborted else "DEADLINE_EXCEEDED", CLIENT
@@ -159,3 +200,8 @@ class LoadGenerator:
             task.cancel()
         if leftovers:
             await asyncio.wait(leftovers)
+
+
+async def _failed(error: Exception) -> int | None:
+    """A send that raised before it returned an awaitable: fails when awaited."""
+    raise error

@@ -17,11 +17,12 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
 
-__all__ = ["Http1Pool", "Http1TransportError", "build_request"]
+__all__ = ["Http1Pool", "Http1TransportError", "Outcome", "build_request"]
 
 
 class Http1TransportError(ConnectionError):
@@ -62,7 +63,7 @@ class _Connection(asyncio.Protocol):
         self._loop = pool.loop
         self.transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
-        self._waiter: asyncio.Future[int] | None = None
+        self._waiter: asyncio.Future[Any] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._headers_done = False
         self._delimited = False  # Content-Length or chunked: the body's end is known
@@ -70,9 +71,9 @@ class _Connection(asyncio.Protocol):
 
     # ---- the pool's side ----
 
-    def request(self, data: bytes, deadline: float | None) -> asyncio.Future[int]:
-        """Write one request; the future gets its status (or the failure)."""
-        waiter: asyncio.Future[int] = self._loop.create_future()
+    def request(self, data: bytes, deadline: float | None) -> asyncio.Future[Any]:
+        """Write one request; the future gets its status (or the failure; see Outcome)."""
+        waiter: asyncio.Future[Any] = self._loop.create_future()
         self._waiter = waiter
         self._headers_done = self._delimited = False
         if deadline is not None:
@@ -149,10 +150,23 @@ class _Connection(asyncio.Protocol):
             self._timer = None
         if waiter is None or waiter.done():
             return
-        if exception is not None:
+        outcome = self._pool.outcome
+        if outcome is not None:
+            failure = outcome(status, exception)
+            if failure is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(failure)
+        elif exception is not None:
             waiter.set_exception(exception)
         else:
             waiter.set_result(status)
+
+
+# Given a request's status (0 when it failed) and its failure (Http1TransportError or
+# TimeoutError, else None): the exception its future fails with, or None for a result of None.
+# Without one a future's result is the status and its failures are raised as they are.
+Outcome = Callable[[int, BaseException | None], BaseException | None]
 
 
 class Http1Pool:
@@ -166,6 +180,7 @@ class Http1Pool:
         limit: int = 0,
         ssl_context: ssl.SSLContext | None = None,
         server_name: str | None = None,
+        outcome: Outcome | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or parts.hostname is None:
@@ -184,12 +199,17 @@ class Http1Pool:
         self._connecting = 0
         self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
         self._closed = False
+        # Turns (status, failure) into what a request's future settles with; see Outcome.
+        self.outcome = outcome
 
-    def sender(self, requests: Sequence[bytes]) -> Callable[[int], Awaitable[int]]:
-        """send(index): post requests[index % len(requests)]; awaits its HTTP status."""
+    def sender(self, requests: Sequence[bytes]) -> Callable[[int], Awaitable[Any]]:
+        """send(index): send requests[index % len(requests)]; awaits its status (or outcome).
+
+        With an idle connection it writes at once and returns the request's future.
+        """
         loop, idle, timeout_s, count = self.loop, self._idle, self._timeout_s, len(requests)
 
-        def send(index: int) -> Awaitable[int]:
+        def send(index: int) -> Awaitable[Any]:
             data = requests[index % count]
             deadline = None if timeout_s is None else loop.time() + timeout_s
             if idle:
@@ -198,16 +218,21 @@ class Http1Pool:
 
         return send
 
-    async def request(self, data: bytes) -> int:
-        """Send one request (e.g. a GET built by build_request) and return its status."""
+    async def request(self, data: bytes) -> Any:
+        """Send one request (e.g. a GET built by build_request): its status (or outcome)."""
         deadline = None if self._timeout_s is None else self.loop.time() + self._timeout_s
         if self._idle:
             return await self._idle.pop().request(data, deadline)
         return await self._request_slow(data, deadline)
 
-    async def _request_slow(self, data: bytes, deadline: float | None) -> int:
+    async def _request_slow(self, data: bytes, deadline: float | None) -> Any:
         """No idle connection: open one (within the limit) or wait for one to come back."""
-        connection = await self._acquire(deadline)
+        try:
+            connection = await self._acquire(deadline)
+        except (Http1TransportError, TimeoutError) as error:
+            if self.outcome is None:
+                raise
+            raise (self.outcome(0, error) or error) from None
         return await connection.request(data, deadline)
 
     async def _acquire(self, deadline: float | None) -> _Connection:

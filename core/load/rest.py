@@ -186,9 +186,18 @@ async def rest_session(
     """A keep-alive connection pool for a run and its send function (one connection open already).
 
     Each send writes a pre-built request (core.load.http1: an asyncio Protocol over httptools'
-    parser), about a third of the CPU of an aiohttp session's post (docs/BENCHMARKS.md).
+    parser) and returns its future: about half the CPU per request of an aiohttp session's post
+    (docs/BENCHMARKS.md, the peers section).
     """
     from core.load.http1 import Http1Pool, Http1TransportError, build_request
+
+    def outcome(status: int, failure: BaseException | None) -> BaseException | None:
+        if isinstance(failure, Http1TransportError):
+            # Refused, reset or closed before an answer (a timeout is TimeoutError: the client's).
+            return RestCallError("UNAVAILABLE", origin="transport")
+        if failure is not None:
+            return failure
+        return None if status == 200 else RestCallError(error_code_for_status(status))
 
     pool = Http1Pool(
         target.base_url,
@@ -196,25 +205,18 @@ async def rest_session(
         limit=connection_limit,
         ssl_context=ssl_context(target),
         server_name=target.server_name,
+        outcome=outcome,
     )
     headers = [("Content-Type", "application/json"), *target.headers, *target.secret_headers]
     requests = [build_request("POST", target.predict_url, headers, body) for body in target.bodies]
-    post = pool.sender(requests)
-
-    async def send(index: int) -> int | None:
-        try:
-            status = await post(index)
-        except Http1TransportError:
-            # Refused, reset or closed before an answer (a timeout is TimeoutError: the client's).
-            raise RestCallError("UNAVAILABLE", origin="transport") from None
-        if status != 200:
-            raise RestCallError(error_code_for_status(status))
-        return None  # TF Serving's REST predict does not say which version answered
+    # A send's future settles with None (TF Serving's REST predict does not say which version
+    # answered) or fails with RestCallError or TimeoutError; core.load.generator takes it as is.
+    send: SendFunction = pool.sender(requests)
 
     # Open a connection before the clock starts; any answer will do.
     get_models = build_request("GET", target.base_url + "/v1/models", headers[1:])
     try:
         await pool.request(get_models)
-    except (Http1TransportError, TimeoutError):
+    except (RestCallError, TimeoutError):
         pass
     return pool, send

@@ -6,7 +6,9 @@ bytes that are not HTTP)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,8 +18,11 @@ from aiohttp import web
 
 from core.client.errors import CLIENT, SERVER, TRANSPORT, error_code, error_origin
 from core.embedded.launcher import free_loopback_port
+from core.load.generator import LoadGenerator
 from core.load.http1 import Http1Pool, build_request
 from core.load.rest import RestCallError, make_target, rest_session
+from core.load.spec import parse_schedule
+from core.metrics.load import LoadRecorder, LoadTotals, summarize_ms
 from core.wire.model_spec import ModelSpec
 from tests.fixtures.tls_certificates import make_test_certificates
 
@@ -270,3 +275,59 @@ def test_a_header_with_a_line_break_is_refused() -> None:
 def test_rest_call_error_keeps_code_and_origin() -> None:
     error = RestCallError("UNAVAILABLE", origin=TRANSPORT)
     assert (error.code, error.origin) == ("UNAVAILABLE", TRANSPORT)
+
+
+# ---- under the load generator: a send that returns a future is settled by a callback ----------
+
+
+async def _generator_run(
+    base_url: str, *, closed: int | None = None, abort_after_s: float | None = None
+) -> LoadTotals:
+    pool, send = await rest_session(
+        make_target(base_url, ModelSpec("m"), [b'{"ok": 1}', b'{"fail": 1}']), 5.0, 0
+    )
+    recorder = LoadRecorder()
+    generator = LoadGenerator(send, recorder, timeout_s=5.0)
+    start_at = time.monotonic() + 0.01
+    if abort_after_s is not None:
+        asyncio.get_running_loop().call_later(abort_after_s, generator.abort)
+    try:
+        if closed is not None:
+            await generator.closed_loop(closed, start_at=start_at, max_requests=40)
+        else:
+            offsets = parse_schedule("const", 400, None).offsets()
+            await generator.open_loop(itertools.islice(offsets, 40), start_at=start_at)
+    finally:
+        await pool.close()
+    totals = LoadTotals()
+    totals.add(recorder.take_delta(done=True))
+    return totals
+
+
+@pytest.mark.parametrize("closed", [None, 3])
+async def test_the_generator_counts_each_answer_of_a_future_send(
+    server: Server, closed: int | None
+) -> None:
+    async def half_failing(request: web.Request) -> web.Response:
+        failing = b"fail" in server.bodies[-1]
+        return web.json_response({}, status=503 if failing else 200)
+
+    server.handler = half_failing
+    totals = await _generator_run(server.base_url, closed=closed)
+    assert totals.issued == totals.finished == 40 and totals.in_flight == 0
+    assert totals.ok == 20 and dict(totals.errors) == {"UNAVAILABLE": 20}
+    assert dict(totals.error_origins) == {("UNAVAILABLE", SERVER): 20}
+    assert summarize_ms(totals.corrected)["max"] is not None
+
+
+async def test_future_sends_in_flight_at_an_abort_are_cancelled_as_the_clients(
+    server: Server,
+) -> None:
+    async def frozen(request: web.Request) -> web.Response:
+        await asyncio.sleep(3.0)
+        return web.json_response({})
+
+    server.handler = frozen
+    totals = await _generator_run(server.base_url, abort_after_s=0.05)
+    assert 0 < totals.issued < 40 and totals.finished == totals.issued and totals.ok == 0
+    assert dict(totals.error_origins) == {("CANCELLED", CLIENT): totals.issued}
