@@ -95,15 +95,57 @@ class LoadGenerator:
     async def _dispatch(
         self, offsets: Iterable[float], start_at: float, max_inflight: int | None
     ) -> None:
-        slots = asyncio.Semaphore(max_inflight) if max_inflight else None
+        if max_inflight:
+            await self._dispatch_capped(offsets, start_at, asyncio.Semaphore(max_inflight))
+            return
+        # Without a cap no send ever waits for a slot, so each is started from a timer callback:
+        # one timer per send, no sleep future or task step (about 10 µs less CPU per send).
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+        schedule = enumerate(offsets)
+        due: tuple[int, float] | None = None
+        timer: asyncio.TimerHandle | None = None
+
+        def fire() -> None:
+            nonlocal due, timer
+            timer = None
+            try:
+                if due is not None:
+                    index, intended_at = due
+                    due = None
+                    self._start(index, intended_at, None)
+                for index, offset in schedule:
+                    intended_at = start_at + offset
+                    delay = intended_at - self._clock()
+                    if delay > 0:
+                        due = (index, intended_at)
+                        timer = loop.call_later(delay, fire)
+                        return
+                    self._start(index, intended_at, None)
+            except Exception as error:
+                if not finished.done():
+                    finished.set_exception(error)
+                return
+            if not finished.done():
+                finished.set_result(None)
+
+        fire()
+        try:
+            await finished
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    async def _dispatch_capped(
+        self, offsets: Iterable[float], start_at: float, slots: asyncio.Semaphore
+    ) -> None:
         for index, offset in enumerate(offsets):
             intended_at = start_at + offset
             delay = intended_at - self._clock()
             if delay > 0:
                 await asyncio.sleep(delay)
-            if slots is not None:
-                # A send held here leaves late; its latency still counts from intended_at.
-                await slots.acquire()
+            # A send held here leaves late; its latency still counts from intended_at.
+            await slots.acquire()
             self._start(index, intended_at, slots)
 
     async def _requester(
