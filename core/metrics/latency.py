@@ -87,6 +87,10 @@ def summarize_counts(counts: np.ndarray) -> LatencySummary:
     return LatencySummary(total, p50, p90, p95, p99, p999, max_us, mean_us / 1000.0)
 
 
+# pack()'s first bytes: the format and its version.
+_PACK_MAGIC = b"LRP1"
+
+
 def _latency_us(latency_s: float) -> int:
     """A latency in seconds as whole microseconds within the histogram's range."""
     if not latency_s >= 0.0:  # also catches NaN
@@ -132,6 +136,37 @@ class LatencyRecorder:
         """This histogram in HdrHistogram's compressed base64 V2 format."""
         encoded: bytes = self._histogram.encode()
         return encoded
+
+    def pack(self) -> bytes:
+        """The non-empty buckets as raw arrays, for a pipe between processes of one run.
+
+        Cheaper than ``encode()`` on both sides (no zlib, no base64, no Python varints): a load
+        worker packs three histograms 4 times a second and the parent unpacks them. Never
+        empty bytes, so a packed empty histogram is still truthy.
+        """
+        indexes = np.flatnonzero(self._counts)
+        return (
+            _PACK_MAGIC
+            + len(indexes).to_bytes(4, "little")
+            + indexes.astype("<u4").tobytes()
+            + self._counts[indexes].astype("<u8").tobytes()
+        )
+
+    @classmethod
+    def unpack(cls, packed: bytes) -> LatencyRecorder:
+        """A recorder from ``pack()`` output."""
+        size = int.from_bytes(packed[4:8], "little") if packed[:4] == _PACK_MAGIC else -1
+        if size < 0 or len(packed) != 8 + 12 * size:
+            raise ValueError(
+                f"packed latency histogram: expected LatencyRecorder.pack() output, got "
+                f"{len(packed)} bytes starting {packed[:8]!r}"
+            )
+        indexes = np.frombuffer(packed, "<u4", size, 8)
+        if size and int(indexes.max()) >= len(bucket_values_us()[0]):
+            raise ValueError("packed latency histogram: a bucket index past the shared layout")
+        counts = np.zeros(len(bucket_values_us()[0]), dtype=np.int64)
+        counts[indexes] = np.frombuffer(packed, "<u8", size, 8 + 4 * size)
+        return cls.from_counts(counts)
 
     def record(self, latency_s: float, count: int = 1) -> None:
         """Record one latency (or ``count`` equal ones), in seconds."""

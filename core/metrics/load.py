@@ -61,7 +61,7 @@ class LoadDelta:
     batches: int = 0
     batch_rows: int = 0
     in_flight: int = 0
-    # This interval's corrected / uncorrected latencies and schedule lag (LatencyRecorder.encode()).
+    # This interval's corrected / uncorrected latencies and schedule lag (LatencyRecorder.pack()).
     corrected: bytes = b""
     uncorrected: bytes = b""
     schedule_lag: bytes = b""
@@ -100,7 +100,7 @@ class DeltaLatency:
 
 
 def _decoded(encoded: bytes) -> LatencyRecorder | None:
-    return LatencyRecorder.decode(encoded) if encoded else None
+    return LatencyRecorder.unpack(encoded) if encoded else None
 
 
 class LoadRecorder:
@@ -169,9 +169,9 @@ class LoadRecorder:
         delta.error_origins = dict(self._error_origins)
         delta.versions = dict(self._versions)
         delta.in_flight = self.in_flight
-        delta.corrected = self._corrected.encode()
-        delta.uncorrected = self._uncorrected.encode()
-        delta.schedule_lag = self._schedule_lag.encode()
+        delta.corrected = self._corrected.pack()
+        delta.uncorrected = self._uncorrected.pack()
+        delta.schedule_lag = self._schedule_lag.pack()
         delta.done = done
         delta.load_phase_end = load_phase_end
         self._delta = LoadDelta(self.worker, warmup=self.warmup)

@@ -103,6 +103,28 @@ def test_encode_decode_add_round_trip() -> None:
     assert first.count == 100  # add() does not touch the source
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pack_unpack_round_trip_keeps_counts_min_max_and_merges(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    recorder = LatencyRecorder()
+    for latency_s in rng.lognormal(-6, 1.5, 2000):
+        recorder.record(float(latency_s))
+    unpacked = LatencyRecorder.unpack(recorder.pack())
+    assert np.array_equal(unpacked.counts(), recorder.counts())
+    assert unpacked.count == recorder.count == 2000
+    assert unpacked.summary() == recorder.summary()
+    # hdrh's own min/max/total follow, so encode() and add() see the same histogram.
+    assert LatencyRecorder.decode(unpacked.encode()).summary() == recorder.summary()
+    unpacked.add(recorder)
+    assert unpacked.count == 4000 and unpacked.summary().max_ms == recorder.summary().max_ms
+    empty = LatencyRecorder.unpack(LatencyRecorder().pack())
+    assert empty.count == 0 and empty.summary().p99_ms == 0.0
+    with pytest.raises(ValueError, match=r"expected LatencyRecorder\.pack"):
+        LatencyRecorder.unpack(recorder.pack()[:-1])
+    with pytest.raises(ValueError, match=r"expected LatencyRecorder\.pack"):
+        LatencyRecorder.unpack(recorder.encode())
+
+
 def test_decode_converts_a_histogram_with_another_layout() -> None:
     other = HdrHistogram(1, 60_000_000, 2)
     for value in (100, 2_000, 30_000):
@@ -303,9 +325,10 @@ def test_deltas_from_workers_merge_into_a_parent() -> None:
     delta = workers[0].take_delta()
     assert delta.finished == 1 and delta.ok == 1 and delta.errors == {}
     assert delta.versions == {1: 1}
-    assert LatencyRecorder.decode(delta.corrected).summary().max_ms == pytest.approx(2, rel=1e-3)
+    assert LatencyRecorder.unpack(delta.corrected).summary().max_ms == pytest.approx(2, rel=1e-3)
     empty = workers[0].take_delta()
-    assert empty.finished == 0 and LatencyRecorder.decode(empty.corrected).count == 0
+    assert empty.finished == 0 and LatencyRecorder.unpack(empty.corrected).count == 0
+    assert empty.corrected  # an empty histogram still packs to bytes: not a failure notice
 
 
 def test_concurrent_recording_from_threads_loses_nothing() -> None:
