@@ -1,8 +1,8 @@
-"""Load over TF Serving's REST API: predict bodies posted by one keep-alive aiohttp session.
+"""Load over TF Serving's REST API: predict requests posted over keep-alive connections.
 
-Bodies are encoded once before the run; a send posts bytes, reads the reply and checks the
-status, so the cost per request is aiohttp's alone. HTTP statuses map back to TF Serving's
-error codes (the inverse of its ToHTTPStatusCode).
+Requests are built once before the run (core.load.http1); a send writes bytes, parses the reply
+and checks its status. The model check before a run is one aiohttp GET. HTTP statuses map back
+to TF Serving's error codes (the inverse of its ToHTTPStatusCode).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from core.load.generator import SendFunction
 
 if TYPE_CHECKING:
     import aiohttp
+
+    from core.load.http1 import Http1Pool
 
 # TF Serving's HTTP status for each error code, read backwards; where two codes share a status,
 # the one TF Serving returns more often is named.
@@ -180,32 +182,41 @@ async def check_model(target: RestTarget, model: ModelSpec, timeout_s: float) ->
 
 async def rest_session(
     target: RestTarget, timeout_s: float, connection_limit: int
-) -> tuple[aiohttp.ClientSession, SendFunction]:
-    """A keep-alive session for a run and its send function (one connection opened already)."""
-    import aiohttp
+) -> tuple[Http1Pool, SendFunction]:
+    """A keep-alive connection pool for a run and its send function (one connection open already).
 
-    session = _session(target, timeout_s, connection_limit)
-    url, bodies, server_name = target.predict_url, target.bodies, target.server_name
-    count = len(bodies)
+    Each send writes a pre-built request (core.load.http1: an asyncio Protocol over httptools'
+    parser) and returns its future: about half the CPU per request of an aiohttp session's post
+    (docs/BENCHMARKS.md, the peers section).
+    """
+    from core.load.http1 import Http1Pool, Http1TransportError, build_request
 
-    async def send(index: int) -> int | None:
-        try:
-            async with session.post(
-                url, data=bodies[index % count], server_hostname=server_name
-            ) as response:
-                await response.read()
-                status = response.status
-        except aiohttp.ClientError:
+    def outcome(status: int, failure: BaseException | None) -> BaseException | None:
+        if isinstance(failure, Http1TransportError):
             # Refused, reset or closed before an answer (a timeout is TimeoutError: the client's).
-            raise RestCallError("UNAVAILABLE", origin="transport") from None
-        if status != 200:
-            raise RestCallError(error_code_for_status(status))
-        return None  # TF Serving's REST predict does not say which version answered
+            return RestCallError("UNAVAILABLE", origin="transport")
+        if failure is not None:
+            return failure
+        return None if status == 200 else RestCallError(error_code_for_status(status))
+
+    pool = Http1Pool(
+        target.base_url,
+        timeout_s=timeout_s,
+        limit=connection_limit,
+        ssl_context=ssl_context(target),
+        server_name=target.server_name,
+        outcome=outcome,
+    )
+    headers = [("Content-Type", "application/json"), *target.headers, *target.secret_headers]
+    requests = [build_request("POST", target.predict_url, headers, body) for body in target.bodies]
+    # A send's future settles with None (TF Serving's REST predict does not say which version
+    # answered) or fails with RestCallError or TimeoutError; core.load.generator takes it as is.
+    send: SendFunction = pool.sender(requests)
 
     # Open a connection before the clock starts; any answer will do.
+    get_models = build_request("GET", target.base_url + "/v1/models", headers[1:])
     try:
-        async with session.get(target.base_url + "/v1/models", server_hostname=server_name) as r:
-            await r.read()
-    except (aiohttp.ClientError, TimeoutError):
+        await pool.request(get_models)
+    except (RestCallError, TimeoutError):
         pass
-    return session, send
+    return pool, send

@@ -9,6 +9,7 @@ window and cumulative latency on these.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,8 @@ __all__ = [
     "SIGNIFICANT_FIGURES",
     "LatencyRecorder",
     "LatencySummary",
+    "bucket_indexes",
+    "pack_latencies",
 ]
 
 LOWEST_TRACKABLE_US = 1
@@ -72,6 +75,51 @@ def bucket_values_us() -> tuple[np.ndarray, np.ndarray]:
     return highest, median.astype(np.float64)
 
 
+@functools.cache
+def _layout() -> tuple[int, int, int, int]:
+    """(unit_magnitude, sub_bucket_half_count_magnitude, sub_bucket_half_count, sub_bucket_mask)."""
+    template = _new_histogram()
+    return (
+        template.unit_magnitude,
+        template.sub_bucket_half_count_magnitude,
+        template.sub_bucket_half_count,
+        template.sub_bucket_mask,
+    )
+
+
+def bucket_indexes(values_us: np.ndarray) -> np.ndarray:
+    """The counts-array index of each value (whole µs within range), as hdrhistogram's
+    _counts_index_for computes it one value at a time."""
+    unit_magnitude, half_magnitude, half_count, mask = _layout()
+    values = values_us.astype(np.int64)
+    # The bit length of value | mask: frexp's exponent, exact for integers below 2**53.
+    bit_length = np.frexp((values | mask).astype(np.float64))[1].astype(np.int64)
+    bucket = bit_length - unit_magnitude - (half_magnitude + 1)
+    sub_bucket = values >> (bucket + unit_magnitude)
+    return ((bucket + 1) << half_magnitude) + (sub_bucket - half_count)
+
+
+def pack_latencies(latencies_s: Sequence[float]) -> bytes:
+    """Latencies in seconds (each >= 0) packed as LatencyRecorder.pack() packs a recorder holding
+    them: a load worker keeps its latencies in lists and bins them once per delta, with numpy,
+    instead of three HDR records in Python per request."""
+    seconds = np.asarray(latencies_s, dtype=np.float64)
+    if seconds.size and not seconds.min() >= 0.0:  # also catches NaN
+        raise ValueError("pack_latencies: expected durations >= 0 seconds")
+    values = np.minimum(np.rint(seconds * 1e6), HIGHEST_TRACKABLE_US)
+    indexes, counts = np.unique(bucket_indexes(values), return_counts=True)
+    return _packed(indexes, counts)
+
+
+def _packed(indexes: np.ndarray, counts: np.ndarray) -> bytes:
+    return (
+        _PACK_MAGIC
+        + len(indexes).to_bytes(4, "little")
+        + indexes.astype("<u4").tobytes()
+        + counts.astype("<u8").tobytes()
+    )
+
+
 def summarize_counts(counts: np.ndarray) -> LatencySummary:
     """Summarize a counts array in the shared layout (same percentile rule as hdrhistogram).
 
@@ -93,6 +141,10 @@ def summarize_counts(counts: np.ndarray) -> LatencySummary:
     weights = filled_counts.astype(np.float64)
     mean_us = float(np.einsum("i,i->", weights, median_us[filled])) / total
     return LatencySummary(total, p50, p90, p95, p99, p999, max_us, mean_us / 1000.0)
+
+
+# pack()'s first bytes: the format and its version.
+_PACK_MAGIC = b"LRP1"
 
 
 def _latency_us(latency_s: float) -> int:
@@ -153,6 +205,32 @@ class LatencyRecorder:
         """This histogram in HdrHistogram's compressed base64 V2 format."""
         encoded: bytes = self._histogram.encode()
         return encoded
+
+    def pack(self) -> bytes:
+        """The non-empty buckets as raw arrays, for a pipe between processes of one run.
+
+        Cheaper than ``encode()`` on both sides (no zlib, no base64, no Python varints): a load
+        worker packs three histograms 4 times a second and the parent unpacks them. Never
+        empty bytes, so a packed empty histogram is still truthy.
+        """
+        indexes = np.flatnonzero(self._counts)
+        return _packed(indexes, self._counts[indexes])
+
+    @classmethod
+    def unpack(cls, packed: bytes) -> LatencyRecorder:
+        """A recorder from ``pack()`` output."""
+        size = int.from_bytes(packed[4:8], "little") if packed[:4] == _PACK_MAGIC else -1
+        if size < 0 or len(packed) != 8 + 12 * size:
+            raise ValueError(
+                f"packed latency histogram: expected LatencyRecorder.pack() output, got "
+                f"{len(packed)} bytes starting {packed[:8]!r}"
+            )
+        indexes = np.frombuffer(packed, "<u4", size, 8)
+        if size and int(indexes.max()) >= len(bucket_values_us()[0]):
+            raise ValueError("packed latency histogram: a bucket index past the shared layout")
+        counts = np.zeros(len(bucket_values_us()[0]), dtype=np.int64)
+        counts[indexes] = np.frombuffer(packed, "<u8", size, 8 + 4 * size)
+        return cls.from_counts(counts)
 
     def record(self, latency_s: float, count: int = 1) -> None:
         """Record one latency (or ``count`` equal ones), in seconds."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from core.metrics.latency import LatencyRecorder, LatencySummary
+from core.metrics.latency import LatencyRecorder, LatencySummary, pack_latencies
 
 # A send that leaves more than this after its intended time is counted as late. asyncio's timers
 # wake up to ~1.1 ms after the due time on Linux (epoll rounds its timeout up to whole ms), so
@@ -61,7 +61,7 @@ class LoadDelta:
     batches: int = 0
     batch_rows: int = 0
     in_flight: int = 0
-    # This interval's corrected / uncorrected latencies and schedule lag (LatencyRecorder.encode()).
+    # This interval's corrected / uncorrected latencies and schedule lag (LatencyRecorder.pack()).
     corrected: bytes = b""
     uncorrected: bytes = b""
     schedule_lag: bytes = b""
@@ -100,7 +100,7 @@ class DeltaLatency:
 
 
 def _decoded(encoded: bytes) -> LatencyRecorder | None:
-    return LatencyRecorder.decode(encoded) if encoded else None
+    return LatencyRecorder.unpack(encoded) if encoded else None
 
 
 class LoadRecorder:
@@ -113,9 +113,10 @@ class LoadRecorder:
         self._errors: Counter[str] = Counter()
         self._error_origins: Counter[tuple[str, str]] = Counter()
         self._versions: Counter[int] = Counter()
-        self._corrected = LatencyRecorder()
-        self._uncorrected = LatencyRecorder()
-        self._schedule_lag = LatencyRecorder()
+        # This interval's latencies in seconds, binned into histograms once per delta.
+        self._corrected: list[float] = []
+        self._uncorrected: list[float] = []
+        self._schedule_lag: list[float] = []
         self.in_flight = 0
         self.issued_total = 0
 
@@ -127,7 +128,7 @@ class LoadRecorder:
         lag = sent_at - intended_at
         if lag > LATE_THRESHOLD_S:
             self._delta.late_sends += 1
-        self._schedule_lag.record(max(lag, 0.0))
+        self._schedule_lag.append(lag if lag > 0.0 else 0.0)
 
     def finished(
         self,
@@ -154,8 +155,9 @@ class LoadRecorder:
             self._errors[code] += 1
             if origin is not None:
                 self._error_origins[code, origin] += 1
-        self._corrected.record(max(finished_at - intended_at, 0.0))
-        self._uncorrected.record(max(finished_at - sent_at, 0.0))
+        corrected, uncorrected = finished_at - intended_at, finished_at - sent_at
+        self._corrected.append(corrected if corrected > 0.0 else 0.0)
+        self._uncorrected.append(uncorrected if uncorrected > 0.0 else 0.0)
 
     def batch_sent(self, rows: int) -> None:
         """Count one client-side batch RPC carrying the given number of rows."""
@@ -169,18 +171,16 @@ class LoadRecorder:
         delta.error_origins = dict(self._error_origins)
         delta.versions = dict(self._versions)
         delta.in_flight = self.in_flight
-        delta.corrected = self._corrected.encode()
-        delta.uncorrected = self._uncorrected.encode()
-        delta.schedule_lag = self._schedule_lag.encode()
+        delta.corrected = pack_latencies(self._corrected)
+        delta.uncorrected = pack_latencies(self._uncorrected)
+        delta.schedule_lag = pack_latencies(self._schedule_lag)
         delta.done = done
         delta.load_phase_end = load_phase_end
         self._delta = LoadDelta(self.worker, warmup=self.warmup)
         self._errors.clear()
         self._error_origins.clear()
         self._versions.clear()
-        self._corrected = LatencyRecorder()
-        self._uncorrected = LatencyRecorder()
-        self._schedule_lag = LatencyRecorder()
+        self._corrected, self._uncorrected, self._schedule_lag = [], [], []
         return delta
 
 

@@ -131,14 +131,14 @@ def test_a_deltas_histograms_are_decoded_once_for_every_consumer(
     from core.metrics.stats import StatsCollector
 
     shipped = pickle.loads(pickle.dumps(delta(10, 10, 5.0)))
-    decoded = LatencyRecorder.decode
+    unpack = LatencyRecorder.unpack
     calls: list[int] = []
 
-    def counting(encoded: bytes | str) -> LatencyRecorder:
-        calls.append(len(encoded))
-        return decoded(encoded)
+    def counting(packed: bytes) -> LatencyRecorder:
+        calls.append(len(packed))
+        return unpack(packed)
 
-    monkeypatch.setattr(LatencyRecorder, "decode", counting)
+    monkeypatch.setattr(LatencyRecorder, "unpack", counting)
     totals, series, stats = LoadTotals(), SecondSeries(), StatsCollector()
     totals.add(shipped)
     series.add(shipped, 0.2, in_flight=0)

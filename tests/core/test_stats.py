@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from core.metrics.latency import HIGHEST_TRACKABLE_US, LatencyRecorder, bucket_values_us
+from core.metrics.latency import (
+    HIGHEST_TRACKABLE_US,
+    LatencyRecorder,
+    bucket_indexes,
+    bucket_values_us,
+    pack_latencies,
+)
 from core.metrics.load import LoadRecorder
 from core.metrics.stats import StatsCollector, StatsSnapshot
 
@@ -101,6 +107,48 @@ def test_encode_decode_add_round_trip() -> None:
     assert decoded.count == 110
     assert decoded.summary().max_ms == pytest.approx(5000, rel=1e-3)
     assert first.count == 100  # add() does not touch the source
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pack_unpack_round_trip_keeps_counts_min_max_and_merges(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    recorder = LatencyRecorder()
+    for latency_s in rng.lognormal(-6, 1.5, 2000):
+        recorder.record(float(latency_s))
+    unpacked = LatencyRecorder.unpack(recorder.pack())
+    assert np.array_equal(unpacked.counts(), recorder.counts())
+    assert unpacked.count == recorder.count == 2000
+    assert unpacked.summary() == recorder.summary()
+    # hdrh's own min/max/total follow, so encode() and add() see the same histogram.
+    assert LatencyRecorder.decode(unpacked.encode()).summary() == recorder.summary()
+    unpacked.add(recorder)
+    assert unpacked.count == 4000 and unpacked.summary().max_ms == recorder.summary().max_ms
+    empty = LatencyRecorder.unpack(LatencyRecorder().pack())
+    assert empty.count == 0 and empty.summary().p99_ms == 0.0
+    with pytest.raises(ValueError, match=r"expected LatencyRecorder\.pack"):
+        LatencyRecorder.unpack(recorder.pack()[:-1])
+    with pytest.raises(ValueError, match=r"expected LatencyRecorder\.pack"):
+        LatencyRecorder.unpack(recorder.encode())
+
+
+def test_bulk_binning_matches_hdrhistogram_value_by_value() -> None:
+    template = HdrHistogram(1, HIGHEST_TRACKABLE_US, 3)
+    edges = [v for k in range(1, 33) for v in (2**k - 1, 2**k, 2**k + 1)]
+    rng = np.random.default_rng(7)
+    values = [0, 1, 2047, 2048, HIGHEST_TRACKABLE_US, *edges]
+    values += [int(v) for v in rng.integers(0, HIGHEST_TRACKABLE_US, 5000)]
+    values = [v for v in values if v <= HIGHEST_TRACKABLE_US]
+    expected = [template._counts_index_for(v) for v in values]
+    assert bucket_indexes(np.array(values)).tolist() == expected
+    # pack_latencies() packs exactly what record() one by one then pack() would.
+    latencies_s = [0.0, 1e-7, 5e-7, 1.5e-6, 0.0123456, 3.0, 4000.0, *rng.lognormal(-6, 2, 3000)]
+    recorder = LatencyRecorder()
+    for latency_s in latencies_s:
+        recorder.record(float(latency_s))
+    assert pack_latencies(latencies_s) == recorder.pack()
+    assert pack_latencies([]) == LatencyRecorder().pack()
+    with pytest.raises(ValueError, match="expected durations >= 0"):
+        pack_latencies([0.1, float("nan")])
 
 
 def test_decode_converts_a_histogram_with_another_layout() -> None:
@@ -326,9 +374,10 @@ def test_deltas_from_workers_merge_into_a_parent() -> None:
     delta = workers[0].take_delta()
     assert delta.finished == 1 and delta.ok == 1 and delta.errors == {}
     assert delta.versions == {1: 1}
-    assert LatencyRecorder.decode(delta.corrected).summary().max_ms == pytest.approx(2, rel=1e-3)
+    assert LatencyRecorder.unpack(delta.corrected).summary().max_ms == pytest.approx(2, rel=1e-3)
     empty = workers[0].take_delta()
-    assert empty.finished == 0 and LatencyRecorder.decode(empty.corrected).count == 0
+    assert empty.finished == 0 and LatencyRecorder.unpack(empty.corrected).count == 0
+    assert empty.corrected  # an empty histogram still packs to bytes: not a failure notice
 
 
 def test_concurrent_recording_from_threads_loses_nothing() -> None:
