@@ -116,7 +116,8 @@ def why(ladder: Ladder) -> str:
             "(`UnaryUnaryCall._invoke`/`__init__`, the event loop, gRPC's threads) as most of "
             "its time. The rest is bench's own measurement (a task per request, its latency "
             "appended to a list and binned with numpy once per delta) and its parent process "
-            "(merging the workers' packed histograms 4 times a second). A sync stub blocking in a thread (TF Serving's example) holds a "
+            "(merging the workers' packed histograms 4 times a second). A sync stub blocking "
+            "in a thread (TF Serving's example) holds a "
             "thread per request in flight and cannot keep an open-loop schedule; the sync "
             "stack's non-blocking `.future()` measured above grpc.aio here."
         )
