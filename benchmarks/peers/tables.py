@@ -127,8 +127,9 @@ def why(ladder: Ladder) -> str:
             "writes a pre-built request on a keep-alive connection of an asyncio Protocol and "
             "reads the answer with httptools (llhttp, the parser uvicorn uses; "
             "`core.load.http1`), settled by a future and recorded by its done callback, with no "
-            "task per request. It was about 260 µs on aiohttp's `ClientSession.post`; the generator's "
-            "timer-callback sends and the workers' packed histograms took the rest down."
+            "task per request. It was about 260 µs on aiohttp's `ClientSession.post`; the "
+            "generator's timer-callback sends and the workers' packed histograms took the rest "
+            "down."
         )
     lines.append(
         "- Fixed here: the parent summarised latencies with a BLAS dot product, which left an "
