@@ -132,7 +132,7 @@ class Executor:
             self._runners[key] = runner
         timeout_ms = self._timeout_ms(deadline)
         if self._placement.inline(key, inputs):
-            # No session timeout for a run expected to last a few milliseconds at most: arming
+            # No session timeout for a run expected to last well under a millisecond: arming
             # TensorFlow's timer costs more than the run; the deadline was checked just above.
             outputs, run_s = runner.timed(inputs, None)
             self._placement.record(key, run_s)

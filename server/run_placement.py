@@ -6,9 +6,7 @@ machine against ~0.03 ms for half_plus_two). TF Serving runs each request on the
 received it; the Python equivalent for a short run is the event loop itself. Each signature's
 recent run time is tracked; runs expected under INLINE_BUDGET_S with small inputs stay inline, the
 rest (and every signature's first runs, whose cost is unknown) go to the pool, so a slow model
-never holds the loop for long. The budget leaves room for a run that finds its caches cold: the
-demo chat model's ~0.1 ms run takes 0.3-0.6 ms between requests 5 ms apart on a busy 2-core
-machine, and sending those to the pool cost more CPU than it spared the loop.
+never holds the loop for long.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ from collections.abc import Hashable, Mapping
 import numpy as np
 
 # A run expected to take less than this runs inline on the event loop.
-INLINE_BUDGET_S = 0.002
+INLINE_BUDGET_S = 0.0005
 # Inputs larger than this always go to a thread: a run's cost can grow with its input.
 INLINE_MAX_INPUT_BYTES = 64 * 1024
 # Runs measured in a thread before a signature may run inline.
