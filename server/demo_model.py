@@ -91,45 +91,94 @@ def fallback_for(qa: QaSet, version: int) -> str:
     return qa.fallback_by_version.get(version, qa.fallback_by_version[max(qa.fallback_by_version)])
 
 
-def featurize(text: tf.Tensor) -> tf.Tensor:
-    """Weighted, hashed n-gram counts [batch, HASH_BUCKETS] for a batch of strings."""
+def ngrams(text: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Every n-gram of a batch of strings, flat: (row, hash bucket, weight) per n-gram.
+
+    Word unigrams and bigrams weigh 1, character trigrams of each word marked `<word>` weigh
+    CHAR_NGRAM_WEIGHT. Built from flat tensors in a few dozen ops (ragged n-gram ops take
+    ~250 graph nodes per run); a pair that would cross two rows or two words gets weight 0,
+    which adds nothing to any count.
+    """
     # Invalid UTF-8 must not fail the request: replace bad bytes before any unicode-aware op.
     valid = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
     lowered = tf.strings.lower(valid, encoding="utf-8")
     spaced = tf.strings.regex_replace(lowered, r"[^\pL\pN]+", " ")
+    # Letters and digits separated by spaces, no space at either end.
     normalized = tf.strings.strip(tf.strings.regex_replace(spaced, _STOPWORD_PATTERN, " "))
-    words = tf.strings.split(normalized)
-    word_grams = tf.strings.ngrams(words, ngram_width=(1, 2), separator=" ")
-    # Mark word edges so that trigrams also capture how words start and end.
-    marked = tf.ragged.map_flat_values(lambda w: tf.strings.join(["<", w, ">"]), words)
-    chars = tf.strings.unicode_split(marked, "UTF-8")
-    char_grams = tf.strings.ngrams(chars, ngram_width=CHAR_NGRAM_WIDTH, separator="")
-    char_grams = tf.ragged.map_flat_values(
-        lambda g: tf.strings.join(["#", g]), char_grams.merge_dims(1, 2)
+    # tf.strings.split's op: an empty separator splits on runs of whitespace.
+    split = tf.raw_ops.StringSplitV2(input=normalized, sep="")
+    words, word_row = split.values, split.indices[:, 0]
+    bigrams = tf.strings.join([words[:-1], words[1:]], separator=" ")
+    # Character trigrams over each row's words written <one><two>: those spanning two words
+    # contain "><".
+    marked = tf.strings.join(["<", tf.strings.regex_replace(normalized, " +", "><"), ">"])
+    char_splits, codepoints = tf.raw_ops.UnicodeDecode(
+        input=marked, input_encoding="UTF-8", errors="replace", replacement_char=0xFFFD
     )
-    grams = tf.concat([word_grams, char_grams], axis=1)
+    chars = tf.raw_ops.UnicodeEncode(
+        input_values=codepoints,
+        input_splits=tf.range(tf.size(codepoints, out_type=tf.int64) + 1),
+        output_encoding="UTF-8",
+        errors="replace",
+        replacement_char=0xFFFD,
+    )
+    trigrams, trigram_splits = tf.raw_ops.StringNGrams(
+        data=chars,
+        data_splits=char_splits,
+        separator="",
+        ngram_widths=[CHAR_NGRAM_WIDTH],
+        left_pad="",
+        right_pad="",
+        pad_width=0,
+        preserve_short_sequences=False,
+    )
+    trigram_row = tf.searchsorted(
+        trigram_splits[1:],
+        tf.range(tf.size(trigrams, out_type=tf.int64)),
+        side="right",
+        out_type=tf.int64,
+    )
+    grams = tf.concat([words, bigrams, tf.strings.join(["#", trigrams])], axis=0)
+    rows = tf.concat([word_row, word_row[:-1], trigram_row], axis=0)
+    zero = tf.constant(0.0)
     weights = tf.concat(
         [
-            tf.ones_like(word_grams, dtype=tf.float32),
-            tf.ones_like(char_grams, dtype=tf.float32) * CHAR_NGRAM_WEIGHT,
+            tf.ones_like(word_row, dtype=tf.float32),
+            tf.where(tf.equal(word_row[:-1], word_row[1:]), 1.0, zero),
+            tf.where(tf.strings.regex_full_match(trigrams, ".*><.*"), zero, CHAR_NGRAM_WEIGHT),
         ],
-        axis=1,
+        axis=0,
     )
-    bucket = tf.strings.to_hash_bucket_fast(grams.flat_values, HASH_BUCKETS)
-    row = grams.value_rowids()
+    return rows, tf.strings.to_hash_bucket_fast(grams, HASH_BUCKETS), weights
+
+
+def featurize(text: tf.Tensor) -> tf.Tensor:
+    """Weighted, hashed n-gram counts [batch, HASH_BUCKETS] for a batch of strings."""
+    rows, buckets, weights = ngrams(text)
     batch_size = tf.shape(text, out_type=tf.int64)[0]
     counts = tf.math.unsorted_segment_sum(
-        weights.flat_values, row * HASH_BUCKETS + bucket, batch_size * HASH_BUCKETS
+        weights, rows * HASH_BUCKETS + buckets, batch_size * HASH_BUCKETS
     )
     return tf.reshape(counts, tf.stack([batch_size, HASH_BUCKETS]))
 
 
-def sparse_similarity(query: tf.Tensor, question_matrix: tf.Tensor) -> tf.Tensor:
-    """query [batch, HASH_BUCKETS] times question_matrix, reading only query's non-zero rows."""
-    nonzero = tf.where(tf.not_equal(query, 0.0))
-    weights = tf.gather_nd(query, nonzero)
-    rows = tf.gather(question_matrix, nonzero[:, 1]) * weights[:, tf.newaxis]
-    return tf.math.unsorted_segment_sum(rows, nonzero[:, 0], tf.shape(query, out_type=tf.int64)[0])
+def similarity(text: tf.Tensor, idf: tf.Tensor, question_matrix: tf.Tensor) -> tf.Tensor:
+    """Cosine similarity [batch, questions] of each string's TF-IDF vector with the questions.
+
+    The same as _tfidf(featurize(text), idf) times question_matrix, computed on the query's
+    non-zero buckets only: no [batch, HASH_BUCKETS] tensor, and only those rows of the matrix.
+    """
+    rows, buckets, weights = ngrams(text)
+    keys, slot = tf.unique(rows * HASH_BUCKETS + buckets)
+    counts = tf.math.unsorted_segment_sum(weights, slot, tf.size(keys))
+    row = keys // HASH_BUCKETS
+    values = tf.math.log1p(counts) * tf.gather(idf, keys - row * HASH_BUCKETS)
+    # l2_normalize per row, as tf.math.l2_normalize: x * rsqrt(max(sum(x**2), epsilon)).
+    batch_size = tf.shape(text, out_type=tf.int64)[0]
+    square_sum = tf.math.unsorted_segment_sum(tf.square(values), row, batch_size)
+    normalized = values * tf.gather(tf.math.rsqrt(tf.maximum(square_sum, 1e-12)), row)
+    questions = tf.gather(question_matrix, keys - row * HASH_BUCKETS)
+    return tf.math.unsorted_segment_sum(questions * normalized[:, tf.newaxis], row, batch_size)
 
 
 def _tfidf(counts: tf.Tensor, idf: tf.Tensor) -> tf.Tensor:
@@ -161,10 +210,9 @@ class DemoChatModel(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
         """Best reply and its cosine similarity for each input string."""
-        query = _tfidf(featurize(text), self.idf)
-        similarity = sparse_similarity(query, self.question_matrix)
-        best_question = tf.math.argmax(similarity, axis=1, output_type=tf.int32)
-        confidence = tf.math.reduce_max(similarity, axis=1)
+        scores = similarity(text, self.idf, self.question_matrix)
+        best_question = tf.math.argmax(scores, axis=1, output_type=tf.int32)
+        confidence = tf.math.reduce_max(scores, axis=1)
         best_reply = tf.gather(self.replies, tf.gather(self.pair_of_question, best_question))
         fallback = tf.fill(tf.shape(text), self.fallback)
         reply = tf.where(confidence >= self.confidence_floor, best_reply, fallback)

@@ -60,33 +60,41 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, service: InferenceService) -> None:
         self._service = service
 
+    # Each handler awaits the service itself (no closure per call): the path every request takes.
     async def Predict(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Predict on named input tensors."""
-        return await _call(
-            context, lambda: self._service.predict(request, deadline=_deadline(context))
-        )
+        try:
+            return await self._service.predict(request, deadline=_deadline(context))
+        except ServingStatus as error:
+            await _abort(context, error)
 
     async def Classify(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Classify tf.Examples."""
-        return await _call(
-            context, lambda: self._service.classify(request, deadline=_deadline(context))
-        )
+        try:
+            return await self._service.classify(request, deadline=_deadline(context))
+        except ServingStatus as error:
+            await _abort(context, error)
 
     async def Regress(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Regress tf.Examples."""
-        return await _call(
-            context, lambda: self._service.regress(request, deadline=_deadline(context))
-        )
+        try:
+            return await self._service.regress(request, deadline=_deadline(context))
+        except ServingStatus as error:
+            await _abort(context, error)
 
     async def MultiInference(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Several classify/regress signatures over one set of examples."""
-        return await _call(
-            context, lambda: self._service.multi_inference(request, deadline=_deadline(context))
-        )
+        try:
+            return await self._service.multi_inference(request, deadline=_deadline(context))
+        except ServingStatus as error:
+            await _abort(context, error)
 
     async def GetModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """The model's SignatureDefs."""
-        return await _call(context, lambda: self._service.get_model_metadata(request))
+        try:
+            return await self._service.get_model_metadata(request)
+        except ServingStatus as error:
+            await _abort(context, error)
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):  # type: ignore[name-defined]

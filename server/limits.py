@@ -51,8 +51,9 @@ def tensor_bytes(alias: str, proto: Any) -> int:
     shape = proto.tensor_shape
     if shape.unknown_rank or len(shape.dim) > MAX_DIMENSIONS:
         raise _parsing_error(alias)
-    dims = tuple(int(dim.size) for dim in shape.dim)
-    if any(size < 0 for size in dims):
+    # Lists and min(), not generator expressions: this runs for every tensor of every request.
+    dims = [dim.size for dim in shape.dim]
+    if dims and min(dims) < 0:
         raise _parsing_error(alias)
     count = math.prod(dims)
     if count > MAX_ELEMENTS:
@@ -70,7 +71,8 @@ def tensor_bytes(alias: str, proto: Any) -> int:
         itemsize = numpy_dtype(proto.dtype).itemsize
     except ValueError:
         raise _parsing_error(alias) from None
-    if proto.tensor_content and len(proto.tensor_content) != count * itemsize:
+    content = proto.tensor_content
+    if content and len(content) != count * itemsize:
         # TensorFlow's Helper<T>::Decode: the content must hold exactly the declared elements.
         raise _parsing_error(alias)
     return count * itemsize

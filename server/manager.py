@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -50,6 +49,29 @@ class VersionRecord:
     servable: Servable | None = None
     in_flight: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class _Hold:
+    """A request's hold on a loaded version: counted in flight until the block ends (a class,
+    not @contextmanager: this runs on every request)."""
+
+    __slots__ = ("_record",)
+
+    def __init__(self, record: VersionRecord) -> None:
+        self._record = record
+
+    def __enter__(self) -> Servable:
+        record = self._record
+        servable = record.servable
+        assert servable is not None
+        record.in_flight += 1
+        return servable
+
+    def __exit__(self, *exc_info: object) -> None:
+        record = self._record
+        record.in_flight -= 1
+        if record.in_flight == 0:
+            record.idle.set()
 
 
 @dataclass(frozen=True)
@@ -340,19 +362,10 @@ class ModelManager:
                 f"{record.error.message if record.error else ''}"
             )
 
-    @contextmanager
-    def acquire(self, model_spec: Any) -> Iterator[Servable]:
-        """Hold the requested version loaded while a request runs on it."""
-        record = self.resolve(model_spec)
-        servable = record.servable
-        assert servable is not None
-        record.in_flight += 1
-        try:
-            yield servable
-        finally:
-            record.in_flight -= 1
-            if record.in_flight == 0:
-                record.idle.set()
+    def acquire(self, model_spec: Any) -> _Hold:
+        """Hold the requested version loaded while a request runs on it (a context manager
+        whose value is the servable)."""
+        return _Hold(self.resolve(model_spec))
 
     def version_states(self, name: str, version: int | None = None) -> list[VersionState]:
         """GetModelStatus's answer: versions newest first, or TF Serving's NOT_FOUND."""

@@ -14,6 +14,7 @@ from server import heap
 
 _tf_lock = threading.Lock()
 _tf_module: Any = None
+_tf_session: Any = None  # tensorflow.python.client.pywrap_tf_session, once imported
 
 
 def import_tensorflow() -> Any:
@@ -27,6 +28,16 @@ def import_tensorflow() -> Any:
             tf.get_logger().setLevel("ERROR")
             _tf_module = tf
     return _tf_module
+
+
+def _session_api() -> Any:
+    """TensorFlow's session C API wrapper (a module attribute lookup after the first call)."""
+    global _tf_session
+    if _tf_session is None:
+        from tensorflow.python.client import pywrap_tf_session
+
+        _tf_session = pywrap_tf_session
+    return _tf_session
 
 
 class SavedModelServable:
@@ -106,8 +117,7 @@ class SavedModelServable:
         """
         if self._closed:
             raise RuntimeError(f"servable {self.name} version {self.version} is unloaded")
-        from tensorflow.python.client import pywrap_tf_session as tf_session
-
+        tf_session = _session_api()
         if not timeout_ms:
             # A prepared callable skips the per-run lookup of feeds and fetches by name; like
             # the raw run path it does not check static shapes.
@@ -138,7 +148,8 @@ class SavedModelServable:
         handle = self._callables.get(key)
         if handle is None:
             from tensorflow.core.protobuf import config_pb2
-            from tensorflow.python.client import pywrap_tf_session as tf_session
+
+            tf_session = _session_api()
 
             with self._callables_lock:
                 handle = self._callables.get(key)

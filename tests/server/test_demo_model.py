@@ -167,3 +167,95 @@ def test_cli_rejects_a_file_as_directory(
         demo_model.main([str(not_a_directory)])
     assert raised.value.code == 2
     assert "is a file; expected a directory" in capsys.readouterr().err
+
+
+def ragged_featurize(text: tf.Tensor) -> tf.Tensor:
+    """The n-gram counts as tf.strings.ngrams builds them (the model's first graph, ~250 nodes
+    per run): the reference demo_model.ngrams must match exactly."""
+    valid = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
+    lowered = tf.strings.lower(valid, encoding="utf-8")
+    spaced = tf.strings.regex_replace(lowered, r"[^\pL\pN]+", " ")
+    pattern = r"\b(?:" + "|".join(demo_model.STOPWORDS) + r")\b"
+    words = tf.strings.split(tf.strings.strip(tf.strings.regex_replace(spaced, pattern, " ")))
+    word_grams = tf.strings.ngrams(words, ngram_width=(1, 2), separator=" ")
+    marked = tf.ragged.map_flat_values(lambda w: tf.strings.join(["<", w, ">"]), words)
+    chars = tf.strings.unicode_split(marked, "UTF-8")
+    char_grams = tf.strings.ngrams(chars, ngram_width=demo_model.CHAR_NGRAM_WIDTH, separator="")
+    char_grams = tf.ragged.map_flat_values(
+        lambda g: tf.strings.join(["#", g]), char_grams.merge_dims(1, 2)
+    )
+    grams = tf.concat([word_grams, char_grams], axis=1)
+    weights = tf.concat(
+        [
+            tf.ones_like(word_grams, dtype=tf.float32),
+            tf.ones_like(char_grams, dtype=tf.float32) * demo_model.CHAR_NGRAM_WEIGHT,
+        ],
+        axis=1,
+    )
+    buckets = tf.strings.to_hash_bucket_fast(grams.flat_values, demo_model.HASH_BUCKETS)
+    size = tf.shape(text, out_type=tf.int64)[0]
+    counts = tf.math.unsorted_segment_sum(
+        weights.flat_values,
+        grams.value_rowids() * demo_model.HASH_BUCKETS + buckets,
+        size * demo_model.HASH_BUCKETS,
+    )
+    return tf.reshape(counts, tf.stack([size, demo_model.HASH_BUCKETS]))
+
+
+TRICKY_TEXTS = [
+    "How do I enable batching?",
+    "",
+    "   ",
+    "the what is",  # stopwords only
+    "a",
+    "x",
+    "one  two\tthree, four!five",
+    "ÉCOLE naïve café Straße İstanbul ǅemal",
+    "日本語のテキスト です 😀 emoji",
+    "<tag> a>b c<d ><",
+    "grpc grpc grpc grpc",
+    "x" * 3000,
+]
+
+
+def test_flat_ngrams_count_exactly_as_ragged_ngrams() -> None:
+    qa = demo_model.load_qa()
+    texts = [t.encode() for t in TRICKY_TEXTS] + [b"\xff\xfe enable batching \xc3"]
+    texts += [q.encode() for pair in qa.pairs[:40] for q in (*pair.questions, pair.answer)]
+    batch = tf.constant(texts)
+    np.testing.assert_array_equal(
+        demo_model.featurize(batch).numpy(), ragged_featurize(batch).numpy()
+    )
+    for text in texts[:13]:  # alone, as the console asks
+        single = tf.constant([text])
+        np.testing.assert_array_equal(
+            demo_model.featurize(single).numpy(), ragged_featurize(single).numpy()
+        )
+
+
+def ragged_similarity(text: tf.Tensor, model: demo_model.DemoChatModel) -> tf.Tensor:
+    """The scores as the model's first graph computed them: dense TF-IDF of the ragged counts,
+    then the question matrix's rows gathered for the query's non-zero buckets."""
+    query = demo_model._tfidf(ragged_featurize(text), model.idf)
+    nonzero = tf.where(tf.not_equal(query, 0.0))
+    weights = tf.gather_nd(query, nonzero)
+    rows = tf.gather(model.question_matrix, nonzero[:, 1]) * weights[:, tf.newaxis]
+    return tf.math.unsorted_segment_sum(rows, nonzero[:, 0], tf.shape(query, out_type=tf.int64)[0])
+
+
+def test_similarity_answers_as_the_ragged_graph() -> None:
+    model = demo_model.build_model(1)
+    qa = demo_model.load_qa()
+    texts = TRICKY_TEXTS + [
+        text for pair in qa.pairs for text in (*pair.questions, pair.topic, pair.answer)
+    ]
+    batch = tf.constant(texts)
+    reference = ragged_similarity(batch, model).numpy()
+    scores = demo_model.similarity(batch, model.idf, model.question_matrix).numpy()
+    np.testing.assert_allclose(scores, reference, atol=2e-6)
+    # The same best question and the same side of the confidence floor: the same reply.
+    np.testing.assert_array_equal(scores.argmax(axis=1), reference.argmax(axis=1))
+    np.testing.assert_array_equal(
+        scores.max(axis=1) >= demo_model.CONFIDENCE_FLOOR,
+        reference.max(axis=1) >= demo_model.CONFIDENCE_FLOOR,
+    )
