@@ -7,16 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import (
     Button,
     DataTable,
-    Footer,
     Input,
     Label,
     ProgressBar,
@@ -58,6 +59,7 @@ class BurstScreen(Screen[None]):
     BurstScreen #burst-chart { height: auto; padding: 0 1; }
     BurstScreen #past-table { height: 1fr; }
     BurstScreen #compare-view { height: auto; }
+    BurstScreen #burst-keys { dock: bottom; height: 1; background: $panel; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -130,14 +132,32 @@ class BurstScreen(Screen[None]):
             with TabPane("Past reports", id="past-tab"):
                 yield DataTable(id="past-table", cursor_type="row")
                 yield ReportView(id="compare-view")
-        yield Footer()
+        # One line of keys, not a Footer: a Footer's widget per binding (the console's too) is
+        # ~0.6 MB the console would keep for as long as this screen stays installed.
+        yield Static(self._keys_line(), id="burst-keys")
+
+    def _keys_line(self) -> Content:
+        """This screen's keys, as the footer would show them."""
+        keys = [
+            (binding.key, binding.description)
+            for binding in self.BINDINGS
+            if isinstance(binding, Binding)
+        ]
+        return Content(" ").join(
+            Content.assemble(Content.styled(f" {key} ", "bold $accent"), description)
+            for key, description in keys
+        )
 
     def _idle_line(self) -> str:
         return f"{self.model.name} @ {', '.join(self.targets)}   {BURST_HELP}"
 
     def on_mount(self) -> None:
         table = self.query_one("#past-table", DataTable)
-        table.add_columns(" ", "started", "run", "model", "QPS", "p99", "errors")
+        # Text, not str: DataTable reads a str as Rich markup, whose emoji codes (~1 MB loaded
+        # once) the console has no other use for, and a label could hold brackets.
+        table.add_columns(
+            *(Text(label) for label in (" ", "started", "run", "model", "QPS", "p99", "errors"))
+        )
         self.refresh_past_reports()
         self.query_one("#burst-args", Input).focus()
         if self.autostart:
@@ -267,7 +287,7 @@ class BurstScreen(Screen[None]):
             self.past[key] = (path, report)
             errors = sum(report.errors.values())
             p99 = report.latency_ms.p99
-            table.add_row(
+            cells = (
                 "●" if path in self.marked else " ",
                 (report.started_at or "")[:19].replace("T", " "),
                 report.label,
@@ -275,8 +295,8 @@ class BurstScreen(Screen[None]):
                 f"{report.achieved_rps:,.1f}",
                 "n/a" if p99 is None else f"{p99:,.1f} ms",
                 f"{errors:,}",
-                key=key,
             )
+            table.add_row(*(Text(cell) for cell in cells), key=key)
 
     def _selected_past(self) -> tuple[Path, BenchReport] | None:
         table = self.query_one("#past-table", DataTable)
