@@ -198,9 +198,16 @@ class DeepChatApp(App[int]):
         self._panel_timer = self.set_interval(
             1 / self.options.ui.refresh_hz, self._refresh_panels, name="panels"
         )
+        self.call_after_refresh(self.first_frame_drawn)
         if self.options.connect:
             # After the first frame: opening channels and polling must not delay it.
             self.call_after_refresh(self.start_session)
+
+    @staticmethod
+    def first_frame_drawn() -> None:
+        """The first frame is out: the cyclic collector, off while the console started
+        (tui.main), runs again."""
+        gc.enable()
 
     @staticmethod
     def freeze_long_lived(stage: str) -> None:
