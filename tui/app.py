@@ -12,6 +12,7 @@ import dataclasses
 import gc
 import importlib
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
@@ -61,6 +62,9 @@ if TYPE_CHECKING:
     from core.metrics.stats import StatsCollector
     from tui.burst import BurstScreen
     from tui.replicas import ReplicasScreen
+
+# The chat entries' rules: not needed for the first frame, which has no entry.
+CHAT_CSS_PATH = Path(__file__).with_name("chat.tcss")
 
 # Stages of the console's life whose heap has been frozen (DeepChatApp.freeze_long_lived).
 _FROZEN_STAGES: set[str] = set()
@@ -203,11 +207,13 @@ class DeepChatApp(App[int]):
             # After the first frame: opening channels and polling must not delay it.
             self.call_after_refresh(self.start_session)
 
-    @staticmethod
-    def first_frame_drawn() -> None:
+    def first_frame_drawn(self) -> None:
         """The first frame is out: the cyclic collector, off while the console started
-        (tui.main), runs again."""
+        (tui.main), runs again, and the chat entries' rules (tui/chat.tcss) are read."""
         gc.enable()
+        if not self.stylesheet.has_source(str(CHAT_CSS_PATH), ""):
+            self.stylesheet.read(CHAT_CSS_PATH)
+            self.stylesheet.update(self)
 
     @staticmethod
     def freeze_long_lived(stage: str) -> None:
