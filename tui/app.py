@@ -12,16 +12,16 @@ import dataclasses
 import gc
 import importlib
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.containers import Grid
+from textual.containers import Container, Grid
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer
 
 from core.identity import APP_NAME
 from tui.keys import KEY_ACTIONS
@@ -61,6 +61,9 @@ if TYPE_CHECKING:
     from core.metrics.stats import StatsCollector
     from tui.burst import BurstScreen
     from tui.replicas import ReplicasScreen
+
+# The chat entries' rules: not needed for the first frame, which has no entry.
+CHAT_CSS_PATH = Path(__file__).with_name("chat.tcss")
 
 # Stages of the console's life whose heap has been frozen (DeepChatApp.freeze_long_lived).
 _FROZEN_STAGES: set[str] = set()
@@ -132,6 +135,7 @@ class DeepChatApp(App[int]):
             id="chat-pane",
         )
         self.slash = SlashRunner(options, self.chat, lambda: self.model_state)
+        self._footer_bar = Container(id="footer-bar")
 
     def ensure_session(self) -> ChatSession:
         """The shared stats and chat session, created on first use."""
@@ -171,7 +175,9 @@ class DeepChatApp(App[int]):
             yield ModelPanel(id="model")
             yield BurstPanel("F5 or /burst 200rps 30s", id="burst")
             yield MemoryPanel(id="memory")
-        yield Footer()
+        # The footer's keys are drawn a frame after the first one, whatever is done: its bar
+        # holds the row until then, and the Footer (its module and CSS) comes after that frame.
+        yield self._footer_bar
 
     def on_mount(self) -> None:
         self.query_one(StatusHeader).target_text = self.options.target_label
@@ -198,9 +204,25 @@ class DeepChatApp(App[int]):
         self._panel_timer = self.set_interval(
             1 / self.options.ui.refresh_hz, self._refresh_panels, name="panels"
         )
+        self.call_after_refresh(self.first_frame_drawn)
         if self.options.connect:
             # After the first frame: opening channels and polling must not delay it.
             self.call_after_refresh(self.start_session)
+
+    async def first_frame_drawn(self) -> None:
+        """The first frame is out: the cyclic collector, off while the console started
+        (tui.main), runs again, the chat entries' rules (tui/chat.tcss) are read, and the
+        footer is mounted in its bar."""
+        from textual.widgets import Footer
+
+        gc.enable()
+        if not self.stylesheet.has_source(str(CHAT_CSS_PATH), ""):
+            self.stylesheet.read(CHAT_CSS_PATH)
+            self.stylesheet.update(self)
+        if not self._footer_bar.children:
+            await self._footer_bar.mount(Footer())
+            # A Footer composes its keys when the screen's bindings change: say they did.
+            self._footer_bar.screen.refresh_bindings()
 
     @staticmethod
     def freeze_long_lived(stage: str) -> None:

@@ -7,19 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
+from textual.content import Content
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import (
-    Button,
     DataTable,
-    Footer,
     Input,
     Label,
-    ProgressBar,
     Sparkline,
     Static,
     TabbedContent,
@@ -37,9 +36,11 @@ from core.report.model import (
     save_report,
 )
 from core.report.text import comparison_table, latency_chart_lines, report_text
+from tui.format import bar
 from tui.widgets.report_text import ReportView
 
 DEFAULT_ARGS = "100rps 10s"
+PROGRESS_WIDTH = 40  # cells of the progress bar
 
 
 class BurstScreen(Screen[None]):
@@ -47,9 +48,7 @@ class BurstScreen(Screen[None]):
 
     DEFAULT_CSS = """
     BurstScreen { layout: vertical; }
-    BurstScreen #burst-form { height: auto; padding: 0 1; }
-    BurstScreen #burst-args { width: 1fr; }
-    BurstScreen #start { width: auto; min-width: 10; }
+    BurstScreen #burst-args { margin: 0 1; }
     BurstScreen #burst-status { height: auto; padding: 0 1; color: $text-muted; }
     BurstScreen #burst-progress { padding: 0 1; }
     BurstScreen #burst-live { height: auto; padding: 0 1; }
@@ -58,6 +57,7 @@ class BurstScreen(Screen[None]):
     BurstScreen #burst-chart { height: auto; padding: 0 1; }
     BurstScreen #past-table { height: 1fr; }
     BurstScreen #compare-view { height: auto; }
+    BurstScreen #burst-keys { dock: bottom; height: 1; background: $panel; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -116,11 +116,12 @@ class BurstScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="burst-top"):
-            with Horizontal(id="burst-form"):
-                yield Input(self.initial_args, placeholder=DEFAULT_ARGS, id="burst-args")
-                yield Button("Start", id="start", variant="primary")
+            # Enter in the field (or F5) starts a run: no Start button, no ProgressBar widget
+            # (Textual's Button and ProgressBar, with their CSS, are ~0.4 MB the console would
+            # keep while this screen stays installed); the progress is a line of text.
+            yield Input(self.initial_args, placeholder=DEFAULT_ARGS, id="burst-args")
             yield Label(self._idle_line(), id="burst-status")
-            yield ProgressBar(total=100, show_eta=False, id="burst-progress")
+            yield Static(self._progress_line(0.0), id="burst-progress")
             yield Static("", id="burst-live")
             yield Sparkline([], id="burst-qps")
         with TabbedContent(initial="report-tab"):
@@ -130,18 +131,46 @@ class BurstScreen(Screen[None]):
             with TabPane("Past reports", id="past-tab"):
                 yield DataTable(id="past-table", cursor_type="row")
                 yield ReportView(id="compare-view")
-        yield Footer()
+        # One line of keys, not a Footer: a Footer's widget per binding (the console's too) is
+        # ~0.6 MB the console would keep for as long as this screen stays installed.
+        yield Static(self._keys_line(), id="burst-keys")
+
+    def _keys_line(self) -> Content:
+        """This screen's keys, as the footer would show them."""
+        keys = [
+            (binding.key, binding.description)
+            for binding in self.BINDINGS
+            if isinstance(binding, Binding)
+        ]
+        return Content(" ").join(
+            Content.assemble(Content.styled(f" {key} ", "bold $accent"), description)
+            for key, description in keys
+        )
 
     def _idle_line(self) -> str:
         return f"{self.model.name} @ {', '.join(self.targets)}   {BURST_HELP}"
 
     def on_mount(self) -> None:
         table = self.query_one("#past-table", DataTable)
-        table.add_columns(" ", "started", "run", "model", "QPS", "p99", "errors")
+        # Text, not str: DataTable reads a str as Rich markup, whose emoji codes (~1 MB loaded
+        # once) the console has no other use for, and a label could hold brackets.
+        table.add_columns(
+            *(Text(label) for label in (" ", "started", "run", "model", "QPS", "p99", "errors"))
+        )
         self.refresh_past_reports()
         self.query_one("#burst-args", Input).focus()
         if self.autostart:
             self.action_start()
+
+    @staticmethod
+    def _progress_line(fraction: float) -> Content:
+        return Content.assemble(
+            Content.styled(bar(fraction, PROGRESS_WIDTH), "$accent"), f" {fraction * 100:3.0f}%"
+        )
+
+    def show_fraction(self, fraction: float) -> None:
+        """Show how far the run is (0..1) on the progress line."""
+        self.query_one("#burst-progress", Static).update(self._progress_line(fraction))
 
     def status(self, text: str) -> None:
         """Show one line under the form."""
@@ -154,7 +183,6 @@ class BurstScreen(Screen[None]):
         return parse_burst_args(self.query_one("#burst-args", Input).value)
 
     @on(Input.Submitted, "#burst-args")
-    @on(Button.Pressed, "#start")
     def action_start(self) -> None:
         """Start a burst with the form's settings."""
         if self.burst is not None:
@@ -166,8 +194,7 @@ class BurstScreen(Screen[None]):
             self.status(str(error))
             return
         self.status(f"starting {spec.describe()} ...")
-        self.query_one("#start", Button).disabled = True
-        self.query_one("#burst-progress", ProgressBar).update(progress=0)
+        self.show_fraction(0.0)
         self.run_burst(spec)
 
     def action_abort_or_close(self) -> None:
@@ -223,7 +250,7 @@ class BurstScreen(Screen[None]):
         if not self.is_current:
             return  # behind the console (F4): the app's Burst panel shows the run
         if progress.fraction is not None:
-            self.query_one("#burst-progress", ProgressBar).update(progress=progress.fraction * 100)
+            self.show_fraction(progress.fraction)
         self.status(f"{progress.state}: Esc aborts")
         self.query_one("#burst-live", Static).update(progress.line())
         if self.burst is not None:
@@ -233,7 +260,6 @@ class BurstScreen(Screen[None]):
     @on(Failed)
     def show_failure(self, message: Failed) -> None:
         """Say why the burst could not run."""
-        self.query_one("#start", Button).disabled = False
         self.status(f"burst failed: {message.reason}")
         message.stop()
 
@@ -242,8 +268,7 @@ class BurstScreen(Screen[None]):
         """Show the finished report and list it with the past ones (the app hears it too)."""
         report = message.report
         self.last_report = report
-        self.query_one("#start", Button).disabled = False
-        self.query_one("#burst-progress", ProgressBar).update(progress=100)
+        self.show_fraction(1.0)
         state = "aborted, partial report kept" if report.aborted else "done"
         self.status(f"{state}: {report.label}; Esc closes, F5 runs again")
         self.refresh_past_reports()
@@ -267,7 +292,7 @@ class BurstScreen(Screen[None]):
             self.past[key] = (path, report)
             errors = sum(report.errors.values())
             p99 = report.latency_ms.p99
-            table.add_row(
+            cells = (
                 "●" if path in self.marked else " ",
                 (report.started_at or "")[:19].replace("T", " "),
                 report.label,
@@ -275,8 +300,8 @@ class BurstScreen(Screen[None]):
                 f"{report.achieved_rps:,.1f}",
                 "n/a" if p99 is None else f"{p99:,.1f} ms",
                 f"{errors:,}",
-                key=key,
             )
+            table.add_row(*(Text(cell) for cell in cells), key=key)
 
     def _selected_past(self) -> tuple[Path, BenchReport] | None:
         table = self.query_one("#past-table", DataTable)

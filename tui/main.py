@@ -81,6 +81,25 @@ def _run(
     signature_name: str | None,
 ) -> int:
     """Load the config (errors print before anything is drawn), then run the app."""
+    import gc
+
+    # No cyclic collections while the console starts: what it loads and builds until the first
+    # frame (Textual, the widgets, their styles) lives until exit, and some hundred collections
+    # walking it were a tenth of the time to the first frame. The app turns the collector back
+    # on once that frame is out (DeepChatApp.first_frame_drawn).
+    gc.disable()
+    try:
+        return _run_console(args, targets, model_name, signature_name)
+    finally:
+        gc.enable()
+
+
+def _run_console(
+    args: argparse.Namespace,
+    targets: tuple[str, ...],
+    model_name: str | None,
+    signature_name: str | None,
+) -> int:
     import os
 
     from core.config.cache import cache_dir_from_env

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 class ReplicasScreen(Screen[None]):
     """Every replica's figures in one table (k9s-like); Escape, q or F3 goes back."""
 
+    # Read when the screen first opens, not before the console's first frame.
+    CSS_PATH = "screens.tcss"
+
     BINDINGS = [  # noqa: RUF012 (Textual's own BINDINGS are plain lists)
         Binding("escape,q,f3", "dismiss", "back", show=True),
     ]

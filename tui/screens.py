@@ -32,6 +32,9 @@ def key_display(keys: str) -> str:
 class HelpScreen(ModalScreen[None]):
     """Keys and commands; Escape, q, F1 or ? closes it."""
 
+    # Read when the screen first opens, not before the console's first frame.
+    CSS_PATH = "screens.tcss"
+
     BINDINGS = [  # noqa: RUF012 (Textual's own BINDINGS are plain lists)
         Binding("escape,q,f1,question_mark", "dismiss", "close", show=False),
     ]

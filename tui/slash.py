@@ -5,7 +5,6 @@ What each command does is tui.runner's; the help screen lists SLASH_COMMANDS.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 
 
@@ -88,7 +87,12 @@ def parse_slash(text: str) -> SlashCommand | None:
         known = ", ".join(f"/{command}" for command in SLASH_COMMANDS)
         raise SlashError(f"unknown command /{name}; expected one of {known} (// sends a '/')")
     try:
-        args = tuple(rest.split() if spec.free_text else shlex.split(rest))
+        if spec.free_text:
+            args = tuple(rest.split())
+        else:
+            import shlex  # on the first command, not before the console's first frame
+
+            args = tuple(shlex.split(rest))
     except ValueError as error:
         raise SlashError(f"usage: {spec.usage}; cannot split the arguments ({error})") from None
     if len(args) < spec.min_args or (spec.max_args is not None and len(args) > spec.max_args):

@@ -292,3 +292,27 @@ async def test_the_console_freezes_its_start_up_heap_once_serving(
             assert gc.get_freeze_count() > 20_000
     finally:
         gc.unfreeze()
+
+
+async def test_after_the_first_frame_the_collector_runs_and_the_footer_and_chat_rules_load(
+    app_factory: Callable[..., DeepChatApp],
+) -> None:
+    import gc
+
+    from textual.widgets import Footer
+
+    from tui.app import CHAT_CSS_PATH
+
+    gc.disable()  # as tui.main starts the console
+    try:
+        app = app_factory()
+        async with app.run_test(size=(160, 48)) as pilot:
+            await wait_for(pilot, lambda: bool(app.query(Footer)))
+            assert gc.isenabled()
+            assert app.stylesheet.has_source(str(CHAT_CSS_PATH))
+            # The footer is in the bar that held its row, and composes its keys.
+            footer = app.query_one(Footer)
+            assert footer.parent is app.query_one("#footer-bar")
+            await wait_for(pilot, lambda: bool(footer.children))
+    finally:
+        gc.enable()

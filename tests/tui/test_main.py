@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -90,6 +91,7 @@ def test_bad_target_and_missing_token_are_usage_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert chat_main(["--target", "no-port-here", "--data-dir", str(tmp_path)]) == 2
+    assert gc.isenabled()  # off while the console starts, on again when it stops before drawing
     error = capsys.readouterr().err
     assert "command line: model_serving.tensorflow_serving.targets[0]: expected" in error
     assert "got 'no-port-here'" in error

@@ -27,6 +27,9 @@ WRAP_LIMIT = 1_000_000
 class FullReplyScreen(ModalScreen[None]):
     """The whole of one reply; Escape or q closes it, s saves it to a file."""
 
+    # Read when the screen first opens, not before the console's first frame.
+    CSS_PATH = "../screens.tcss"
+
     BINDINGS = [  # noqa: RUF012 (Textual's own BINDINGS are plain lists)
         Binding("escape,q", "dismiss", "close"),
         Binding("s", "save", "save to a file"),
