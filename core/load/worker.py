@@ -23,6 +23,7 @@ from typing import Any
 
 from core.client.serving import ClientSettings, ModelSpec, PredictResult, ServingClient
 from core.load.generator import LoadGenerator, SendFunction
+from core.load.grpc_call import PendingCall
 from core.load.inputs import InputRows, rows_of
 from core.load.rest import RestTarget, rest_session
 from core.load.spec import LoadSpec
@@ -166,11 +167,19 @@ def _predict_requests(target: BurstTarget) -> list[Any]:
 
 def _unbatched_send(client: ServingClient, target: BurstTarget, timeout_s: float) -> SendFunction:
     requests = _predict_requests(target)
+    count = len(requests)
 
-    async def send(index: int) -> int | None:
-        response = await client.predict_raw(requests[index % len(requests)], timeout_s=timeout_s)
+    async def send_awaited(index: int) -> int | None:
+        response = await client.predict_raw(requests[index % count], timeout_s=timeout_s)
         spec = response.model_spec
         return int(spec.version.value) if spec.HasField("version") else None
+
+    if not client.connected or os.environ.get("DCT_AB_SEND") == "task":
+        # No channel (its targets did not resolve): each send fails the way a call does.
+        return send_awaited
+
+    def send(index: int) -> PendingCall:
+        return PendingCall(client.start_predict(requests[index % count], timeout_s))
 
     return send
 
@@ -256,13 +265,14 @@ async def _work(plan: WorkerPlan, conn: PipePair) -> None:
         else:
             settings = replace(plan.target.settings, timeout_s=spec.timeout_s)
             client = await stack.enter_async_context(ServingClient(settings))
+            # Open the channel before the clock starts; any answer (even an error) will do.
+            with contextlib.suppress(Exception):
+                await client.connect()
+                await client.get_model_status(plan.target.model.name)
             if spec.batch_size is not None and spec.batch_size > 1:
                 send, close_batcher = _batched_send(client, plan, phases)
             else:
                 send = _unbatched_send(client, plan.target, spec.timeout_s)
-            # Open the channel before the clock starts; any answer (even an error) will do.
-            with contextlib.suppress(Exception):
-                await client.get_model_status(plan.target.model.name)
         conn.send(("ready", plan.index))
         generators = [LoadGenerator(send, phases.measured, timeout_s=spec.timeout_s)]
         warmup_spec = spec.warmup_spec()
