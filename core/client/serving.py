@@ -286,9 +286,7 @@ class ServingClient:
         if self._channel is None:
             raise ServingError("CANCELLED", "the ServingClient is not connected", origin="client")
         predict = self._rpcs["Predict"]
-        call: grpc.aio.UnaryUnaryCall = predict(
-            request, timeout=timeout_s, metadata=self._metadata
-        )
+        call: grpc.aio.UnaryUnaryCall = predict(request, timeout=timeout_s, metadata=self._metadata)
         return call
 
     async def predict_raw(self, request: Any, *, timeout_s: float | None = None) -> Any:

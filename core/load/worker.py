@@ -174,7 +174,7 @@ def _unbatched_send(client: ServingClient, target: BurstTarget, timeout_s: float
         spec = response.model_spec
         return int(spec.version.value) if spec.HasField("version") else None
 
-    if not client.connected or os.environ.get("DCT_AB_SEND") == "task":
+    if not client.connected:
         # No channel (its targets did not resolve): each send fails the way a call does.
         return send_awaited
 
@@ -263,7 +263,10 @@ async def _work(plan: WorkerPlan, conn: PipePair) -> None:
             )
             stack.push_async_callback(session.close)
         else:
-            settings = replace(plan.target.settings, timeout_s=spec.timeout_s)
+            # One attempt per scheduled request: a load run reports what the server answered,
+            # not what retries hid; without retries gRPC also leaves its retry machinery out of
+            # every call (core.client.channel), about 10 µs less CPU per request.
+            settings = replace(plan.target.settings, timeout_s=spec.timeout_s, max_retries=0)
             client = await stack.enter_async_context(ServingClient(settings))
             # Open the channel before the clock starts; any answer (even an error) will do.
             with contextlib.suppress(Exception):
