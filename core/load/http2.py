@@ -288,7 +288,9 @@ class _Connection(asyncio.Protocol):
                     return
                 self.blocked.popleft()
                 self._open(call)
-                if call.message:
+                if call.message:  # its DATA waits for window, ahead of the calls behind it
+                    self.blocked.remove(call)
+                    self.blocked.appendleft(call)
                     return
             elif self._send_data(call):
                 self.blocked.popleft()
@@ -489,6 +491,8 @@ class GrpcLoadClient:
         self._connections: list[_Connection | None] = [None] * len(self._addresses)
         self._connecting: list[asyncio.Task[None] | None] = [None] * len(self._addresses)
         self._retry_at = [0.0] * len(self._addresses)
+        # Calls made while no connection was ready and one was being made: sent once it is.
+        self._waiting: list[list[H2Call]] = [[] for _ in self._addresses]
         self._turn = itertools.cycle(range(len(self._addresses)))
         self._deadlines: deque[H2Call] = deque()
         self._sweeper: asyncio.TimerHandle | None = None
@@ -511,6 +515,23 @@ class GrpcLoadClient:
         await asyncio.gather(*(self._connect(index) for index in range(len(self._addresses))))
 
     async def _connect(self, index: int) -> None:
+        connection = await self._dial(index)
+        waiting, self._waiting[index] = self._waiting[index], []
+        for call in waiting:
+            if call.done():
+                continue
+            if connection is None:
+                call.fail(
+                    "UNAVAILABLE",
+                    f"failed to connect to all addresses; last error: {self._last_error}",
+                    "transport",
+                )
+            else:
+                call.connection = connection
+                connection.start(call)
+
+    async def _dial(self, index: int) -> _Connection | None:
+        """A new connection to target `index`, or None (the error kept for the calls' details)."""
         host, port = self._addresses[index]
         tls = self.settings.tls
         server_hostname = None
@@ -525,20 +546,23 @@ class GrpcLoadClient:
         except (OSError, ssl.SSLError) as error:
             self._last_error = f"{host}:{port}: Failed to connect to remote host: {error}"
             self._retry_at[index] = time.monotonic() + RECONNECT_BACKOFF_S
-            return
+            return None
+        transport = connection.transport
         if self._ssl is not None:
-            transport = connection.transport
             protocol = transport.get_extra_info("ssl_object") if transport is not None else None
             if protocol is None or protocol.selected_alpn_protocol() != "h2":
                 self._last_error = f"{host}:{port}: the server did not agree to HTTP/2 (ALPN h2)"
+                self._retry_at[index] = time.monotonic() + RECONNECT_BACKOFF_S
                 if transport is not None:
                     transport.close()
-                return
-        if self._closed:
-            if connection.transport is not None:
-                connection.transport.close()
-            return
+                return None
+        if self._closed or not connection.usable:
+            if transport is not None:
+                transport.close()
+            self._last_error = f"{host}:{port}: Socket closed"
+            return None
         self._connections[index] = connection
+        return connection
 
     def forget(self, connection: _Connection) -> None:
         """Stop sending on a connection that closed, ran out of streams or was told to go away."""
@@ -549,6 +573,7 @@ class GrpcLoadClient:
     def call(self, message: bytes) -> H2Call:
         """Start one call with a framed request (grpc_message()); settles with answer(response)."""
         deadline = time.monotonic() + self.timeout_s
+        connecting = None
         for _ in range(len(self._addresses)):
             index = next(self._turn)
             connection = self._connections[index]
@@ -557,7 +582,15 @@ class GrpcLoadClient:
                 connection.start(call)
                 self._watch(call)
                 return call
-            self._reconnect(index)
+            if self._reconnect(index) and connecting is None:
+                connecting = index
+        if connecting is not None:
+            # No connection is ready but one is being made: the call waits for it, as gRPC's
+            # calls wait while a channel connects.
+            call = H2Call(None, deadline, message)
+            self._waiting[connecting].append(call)
+            self._watch(call)
+            return call
         call = H2Call(None, deadline, b"")
         call.fail(
             "UNAVAILABLE",
@@ -566,13 +599,15 @@ class GrpcLoadClient:
         )
         return call
 
-    def _reconnect(self, index: int) -> None:
+    def _reconnect(self, index: int) -> bool:
+        """Connect to target `index` again unless it refused lately; whether a connect runs."""
         running = self._connecting[index]
-        if self._closed or (running is not None and not running.done()):
-            return
-        if time.monotonic() < self._retry_at[index]:
-            return
+        if running is not None and not running.done():
+            return True
+        if self._closed or time.monotonic() < self._retry_at[index]:
+            return False
         self._connecting[index] = asyncio.ensure_future(self._connect(index))
+        return True
 
     def _watch(self, call: H2Call) -> None:
         self._deadlines.append(call)
@@ -600,6 +635,10 @@ class GrpcLoadClient:
         self._closed = True
         if self._sweeper is not None:
             self._sweeper.cancel()
+        for waiting in self._waiting:
+            for call in waiting:
+                call.fail("UNAVAILABLE", "Channel shutdown", "client")
+            waiting.clear()
         for task in self._connecting:
             if task is not None:
                 task.cancel()

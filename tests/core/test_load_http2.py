@@ -198,3 +198,31 @@ async def test_tls_and_mtls_verify_the_server_name(certificates: TestCertificate
 def test_only_host_port_targets_are_dialled() -> None:
     assert http2.supports(ClientSettings(targets=("localhost:8500", "dns:///tfs:8500")))
     assert not http2.supports(ClientSettings(targets=("unix:///tmp/tfs.sock",)))
+
+
+async def test_calls_made_while_connecting_wait_for_the_connection(
+    fault_server: FaultServer,
+) -> None:
+    client = load_client(fault_server.target)  # no connect(): the first call starts one
+    try:
+        answers = await asyncio.wait_for(
+            asyncio.gather(*(client.call(message()) for _ in range(5))), timeout=5
+        )
+    finally:
+        await client.close()
+    assert answers == [1] * 5
+
+
+async def test_a_server_that_goes_away_is_dialled_again() -> None:
+    async with FaultServer() as server:
+        client = load_client(server.target)
+        await client.connect()
+        try:
+            assert await asyncio.wait_for(client.call(message()), timeout=5) == 1
+            for connection in client._connections:
+                assert connection is not None and connection.transport is not None
+                connection.transport.close()  # as if the server had closed it
+            await asyncio.sleep(0.05)
+            assert await asyncio.wait_for(client.call(message()), timeout=5) == 1
+        finally:
+            await client.close()
