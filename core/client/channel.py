@@ -154,7 +154,9 @@ def channel_options(
         ("grpc.keepalive_timeout_ms", 20_000),
         ("grpc.keepalive_permit_without_calls", 0),
         ("grpc.http2.max_pings_without_data", 2),
-        ("grpc.enable_retries", 1),
+        # With no retries asked for, gRPC's retry machinery (transparent retries included) is
+        # left out of every call's path.
+        ("grpc.enable_retries", 1 if settings.max_retries > 0 else 0),
         ("grpc.service_config", json.dumps(service_config(settings.max_retries))),
         # The service config above is ours; a DNS TXT record must not replace it.
         ("grpc.service_config_disable_resolution", 1),

@@ -82,10 +82,11 @@ TRANSPORT_DETAILS = (
     "Connection reset by peer",
     "Broken pipe",
 )
-# C-core's own deadline timer on the client ends the call with exactly this text (grpcio 1.85.3,
-# a server that never answers); a DEADLINE_EXCEEDED the server sends with its own message (TF
-# Serving's) stays the server's answer.
-CLIENT_DEADLINE_DETAILS = "Deadline Exceeded"
+# C-core's own deadline timer on the client ends the call with exactly one of these texts
+# (grpcio 1.85.3, a server that never answers; the second on a channel without retries, as load
+# workers use); a DEADLINE_EXCEEDED the server sends with its own message (TF Serving's) stays
+# the server's answer.
+CLIENT_DEADLINE_DETAILS = ("Deadline Exceeded", "Stream removed (Deadline Exceeded)")
 # grpc.aio's texts when this process cancels a call or closes its channel (grpc/aio/_call.py;
 # C-core's "Channel Destroyed" / "Channel shutdown").
 CLIENT_CANCEL_DETAILS = (
@@ -136,7 +137,7 @@ def status_origin(code: str, details: str) -> Origin:
     gRPC gives no flag for it (metadata and debug_error_string are the same either way), but the
     statuses C-core makes itself carry its own fixed texts; every other status is the server's.
     """
-    if code == "DEADLINE_EXCEEDED" and details == CLIENT_DEADLINE_DETAILS:
+    if code == "DEADLINE_EXCEEDED" and details in CLIENT_DEADLINE_DETAILS:
         return CLIENT
     if details.startswith(CLIENT_CANCEL_DETAILS):
         return CLIENT

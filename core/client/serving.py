@@ -267,6 +267,28 @@ class ServingClient:
             latency_s=latency_s,
         )
 
+    async def connect(self) -> None:
+        """Open the channel now rather than at the first call (it connects in the background)."""
+        await self._ensure_channel()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the channel is open (it may still be connecting)."""
+        return self._channel is not None
+
+    def start_predict(self, request: Any, timeout_s: float) -> grpc.aio.UnaryUnaryCall:
+        """Start a Predict with a ready-made request and return grpc.aio's call as is.
+
+        For load generators that settle calls by callback: no coroutine, no stats. The channel
+        must be open (connect() or any earlier call); the call raises grpc.aio.AioRpcError when
+        it fails.
+        """
+        if self._channel is None:
+            raise ServingError("CANCELLED", "the ServingClient is not connected", origin="client")
+        predict = self._rpcs["Predict"]
+        call: grpc.aio.UnaryUnaryCall = predict(request, timeout=timeout_s, metadata=self._metadata)
+        return call
+
     async def predict_raw(self, request: Any, *, timeout_s: float | None = None) -> Any:
         """Send a ready-made PredictRequest and return the PredictResponse as is."""
         response, _ = await self._call("Predict", request, timeout_s, recorded=True)

@@ -105,7 +105,8 @@ class TensorflowServingConfig(_Section):
     timeout: float = Field(default=30.0, gt=0)
     """Deadline of every call, in seconds."""
     max_retries: int = Field(default=3, ge=0, le=4)
-    """Retries of calls that fail UNAVAILABLE (gRPC allows at most 5 attempts)."""
+    """Retries of calls that fail UNAVAILABLE (gRPC allows at most 5 attempts); 0 also turns off
+    gRPC's transparent retries. `deepchat-tfs bench` sends each request once, whatever this says."""
     max_message_mb: int = Field(default=256, ge=1, le=2047)
     """Largest gRPC message sent or received, in MiB (gRPC's 4 MiB default is too small)."""
     keepalive_time_s: float = Field(default=300.0, ge=10)

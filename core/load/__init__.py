@@ -1,4 +1,4 @@
-"""Generating load: specs, schedules, the open/closed-loop generator, workers, inputs, REST.
+"""Generating load: specs, schedules, the generator, workers, inputs, REST and gRPC clients.
 
 May import core.client, core.wire, core.metrics and core.config.
 """

@@ -22,7 +22,9 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from core.client.serving import ClientSettings, ModelSpec, PredictResult, ServingClient
+from core.load import http2
 from core.load.generator import LoadGenerator, SendFunction
+from core.load.grpc_call import PendingCall
 from core.load.inputs import InputRows, rows_of
 from core.load.rest import RestTarget, rest_session
 from core.load.spec import LoadSpec
@@ -35,6 +37,7 @@ DELTA_INTERVAL_S = 0.25
 CONTROL_INTERVAL_S = 0.02
 # Set to "asyncio" to run workers on asyncio's own event loop even where uvloop is installed.
 LOOP_ENV = "DEEPCHAT_TFS_WORKER_LOOP"
+PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"
 
 
 @dataclass(frozen=True)
@@ -166,11 +169,19 @@ def _predict_requests(target: BurstTarget) -> list[Any]:
 
 def _unbatched_send(client: ServingClient, target: BurstTarget, timeout_s: float) -> SendFunction:
     requests = _predict_requests(target)
+    count = len(requests)
 
-    async def send(index: int) -> int | None:
-        response = await client.predict_raw(requests[index % len(requests)], timeout_s=timeout_s)
+    async def send_awaited(index: int) -> int | None:
+        response = await client.predict_raw(requests[index % count], timeout_s=timeout_s)
         spec = response.model_spec
         return int(spec.version.value) if spec.HasField("version") else None
+
+    if not client.connected:
+        # No channel (its targets did not resolve): each send fails the way a call does.
+        return send_awaited
+
+    def send(index: int) -> PendingCall:
+        return PendingCall(client.start_predict(requests[index % count], timeout_s))
 
     return send
 
@@ -254,15 +265,16 @@ async def _work(plan: WorkerPlan, conn: PipePair) -> None:
             )
             stack.push_async_callback(session.close)
         else:
-            settings = replace(plan.target.settings, timeout_s=spec.timeout_s)
-            client = await stack.enter_async_context(ServingClient(settings))
-            if spec.batch_size is not None and spec.batch_size > 1:
-                send, close_batcher = _batched_send(client, plan, phases)
+            # One attempt per scheduled request: a load run reports what the server answered,
+            # not what retries hid; without retries gRPC also leaves its retry machinery out of
+            # every call (core.client.channel), about 10 µs less CPU per request.
+            settings = replace(plan.target.settings, timeout_s=spec.timeout_s, max_retries=0)
+            unbatched = spec.batch_size is None or spec.batch_size <= 1
+            if unbatched and http2.supports(settings):
+                load_client, send = await _http2_send(settings, plan.target, spec.timeout_s)
+                stack.push_async_callback(load_client.close)
             else:
-                send = _unbatched_send(client, plan.target, spec.timeout_s)
-            # Open the channel before the clock starts; any answer (even an error) will do.
-            with contextlib.suppress(Exception):
-                await client.get_model_status(plan.target.model.name)
+                send, close_batcher = await _grpc_aio_send(stack, settings, plan, phases)
         conn.send(("ready", plan.index))
         generators = [LoadGenerator(send, phases.measured, timeout_s=spec.timeout_s)]
         warmup_spec = spec.warmup_spec()
@@ -287,6 +299,44 @@ async def _work(plan: WorkerPlan, conn: PipePair) -> None:
             conn.send(("delta", phases.warmup.take_delta()))
         delta = phases.measured.take_delta(done=True, load_phase_end=generators[0].load_phase_end)
         conn.send(("delta", delta))
+
+
+async def _http2_send(
+    settings: ClientSettings, target: BurstTarget, timeout_s: float
+) -> tuple[http2.GrpcLoadClient, SendFunction]:
+    """Sends on bench's own HTTP/2 client (core.load.http2), connected before the clock starts."""
+    messages = [
+        http2.grpc_message(request.SerializeToString()) for request in _predict_requests(target)
+    ]
+    count = len(messages)
+    response_class = protos.predict_pb2.PredictResponse
+
+    def served_version(response: bytes) -> int | None:
+        spec = response_class.FromString(response).model_spec
+        return int(spec.version.value) if spec.HasField("version") else None
+
+    load_client = http2.GrpcLoadClient(settings, PREDICT_PATH, timeout_s, served_version)
+    await load_client.connect()
+
+    def send(index: int) -> http2.H2Call:
+        return load_client.call(messages[index % count])
+
+    return load_client, send
+
+
+async def _grpc_aio_send(
+    stack: contextlib.AsyncExitStack, settings: ClientSettings, plan: WorkerPlan, phases: _Phases
+) -> tuple[SendFunction, Callable[[], Awaitable[None]] | None]:
+    """Sends on a ServingClient (grpc.aio): client-side batches, or targets http2 cannot dial."""
+    spec = plan.spec
+    client = await stack.enter_async_context(ServingClient(settings))
+    # Open the channel before the clock starts; any answer (even an error) will do.
+    with contextlib.suppress(Exception):
+        await client.connect()
+        await client.get_model_status(plan.target.model.name)
+    if spec.batch_size is not None and spec.batch_size > 1:
+        return _batched_send(client, plan, phases)
+    return _unbatched_send(client, plan.target, spec.timeout_s), None
 
 
 def _connection_limit(plan: WorkerPlan) -> int:

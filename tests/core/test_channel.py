@@ -240,3 +240,12 @@ model_serving:
     with pytest.raises(ValueError, match="no gRPC target"):
         ClientSettings.from_config(embedded, env={})
     assert ClientSettings.from_config(embedded, targets=["127.0.0.1:9"]).targets == ("127.0.0.1:9",)
+
+
+def test_no_retries_leaves_grpc_s_retry_machinery_out() -> None:
+    def enable_retries(max_retries: int) -> object:
+        settings = ClientSettings(targets=("localhost:8500",), max_retries=max_retries)
+        return dict(channel_options(settings))["grpc.enable_retries"]
+
+    assert enable_retries(0) == 0
+    assert enable_retries(2) == 1
