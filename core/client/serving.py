@@ -134,7 +134,7 @@ def make_example(features: Mapping[str, object]) -> Any:
     return example
 
 
-def _served_version(response: Any) -> int | None:
+def served_version(response: Any) -> int | None:
     """The version in a response's model_spec, or None when the server left it out."""
     spec = response.model_spec
     return int(spec.version.value) if spec.HasField("version") else None
@@ -218,7 +218,7 @@ class ServingClient:
         timeout = self.settings.timeout_s if timeout_s is None else timeout_s
         stats = self.stats if recorded else None
         code = "UNKNOWN"
-        served_version: int | None = None
+        version: int | None = None
         if stats is not None:
             stats.request_started()
         started = time.perf_counter()
@@ -226,7 +226,7 @@ class ServingClient:
             response = await self._rpcs[method](request, timeout=timeout, metadata=self._metadata)
             code = "OK"
             if recorded:
-                served_version = _served_version(response)
+                version = served_version(response)
             return response, time.perf_counter() - started
         except grpc.aio.AioRpcError as error:
             code = error.code().name
@@ -236,7 +236,7 @@ class ServingClient:
             raise
         finally:
             if stats is not None:
-                stats.request_finished(time.perf_counter() - started, code, served_version)
+                stats.request_finished(time.perf_counter() - started, code, version)
 
     async def predict(
         self,
@@ -262,7 +262,7 @@ class ServingClient:
         return PredictResult(
             outputs={alias: make_ndarray(tensor) for alias, tensor in response.outputs.items()},
             model_name=response.model_spec.name or model.name,
-            model_version=_served_version(response),
+            model_version=served_version(response),
             signature_name=response.model_spec.signature_name or model.signature_name,
             latency_s=latency_s,
         )
@@ -311,7 +311,7 @@ class ServingClient:
                 [(entry.label, float(entry.score)) for entry in classification.classes]
                 for classification in response.result.classifications
             ],
-            model_version=_served_version(response),
+            model_version=served_version(response),
             latency_s=latency_s,
         )
 
@@ -329,7 +329,7 @@ class ServingClient:
         response, latency_s = await self._call("Regress", request, timeout_s, recorded=True)
         return RegressResult(
             values=[float(regression.value) for regression in response.result.regressions],
-            model_version=_served_version(response),
+            model_version=served_version(response),
             latency_s=latency_s,
         )
 

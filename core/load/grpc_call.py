@@ -14,6 +14,8 @@ from typing import Any
 
 import grpc.aio
 
+from core.client.serving import served_version
+
 
 class PendingCall(asyncio.Future[int | None]):
     """The served model version of one grpc.aio Predict call, or the call's error.
@@ -40,8 +42,7 @@ class PendingCall(asyncio.Future[int | None]):
         try:
             waited = self._steps.send(None)
         except StopIteration as stop:
-            spec = stop.value.model_spec
-            self.set_result(int(spec.version.value) if spec.HasField("version") else None)
+            self.set_result(served_version(stop.value))
         except asyncio.CancelledError:
             super().cancel()
         except Exception as error:

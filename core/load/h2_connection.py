@@ -17,6 +17,7 @@ from urllib.parse import unquote
 from hpack import Decoder
 
 from core.client.errors import status_origin
+from core.client.serving import ServingError
 from core.load.h2_wire import (
     ACK,
     CONTINUATION,
@@ -64,8 +65,8 @@ class Owner(Protocol):
         ...
 
 
-class GrpcCallError(Exception):
-    """A failed call: its gRPC status code name, details, and where the status came from.
+class GrpcCallError(ServingError):
+    """A failed call: a ServingError that always names where its status came from.
 
     origin (core.client.errors): "server" for a grpc-status the server sent, "transport" when the
     connection failed or the stream was reset, "client" for this client's deadline or cancel.
@@ -73,13 +74,12 @@ class GrpcCallError(Exception):
     """
 
     def __init__(self, code: str, details: str, origin: str) -> None:
-        super().__init__(code, details)
-        self.code = code
-        self.details = details
-        self.origin = origin
+        super().__init__(code, details, origin)
 
-    def __str__(self) -> str:
-        return f"{self.code}: {self.details}"
+    @property
+    def details(self) -> str:
+        """The status's details (grpc.aio's name for ServingError's message)."""
+        return self.message
 
 
 class H2Call(asyncio.Future[Any]):

@@ -21,7 +21,13 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
-from core.client.serving import ClientSettings, ModelSpec, PredictResult, ServingClient
+from core.client.serving import (
+    ClientSettings,
+    ModelSpec,
+    PredictResult,
+    ServingClient,
+    served_version,
+)
 from core.load import http2
 from core.load.generator import LoadGenerator, SendFunction
 from core.load.grpc_call import PendingCall
@@ -172,9 +178,9 @@ def _unbatched_send(client: ServingClient, target: BurstTarget, timeout_s: float
     count = len(requests)
 
     async def send_awaited(index: int) -> int | None:
-        response = await client.predict_raw(requests[index % count], timeout_s=timeout_s)
-        spec = response.model_spec
-        return int(spec.version.value) if spec.HasField("version") else None
+        return served_version(
+            await client.predict_raw(requests[index % count], timeout_s=timeout_s)
+        )
 
     if not client.connected:
         # No channel (its targets did not resolve): each send fails the way a call does.
@@ -311,11 +317,10 @@ async def _http2_send(
     count = len(messages)
     response_class = protos.predict_pb2.PredictResponse
 
-    def served_version(response: bytes) -> int | None:
-        spec = response_class.FromString(response).model_spec
-        return int(spec.version.value) if spec.HasField("version") else None
+    def answer(response: bytes) -> int | None:
+        return served_version(response_class.FromString(response))
 
-    load_client = http2.GrpcLoadClient(settings, PREDICT_PATH, timeout_s, served_version)
+    load_client = http2.GrpcLoadClient(settings, PREDICT_PATH, timeout_s, answer)
     await load_client.connect()
 
     def send(index: int) -> http2.H2Call:
