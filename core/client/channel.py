@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import json
 import socket
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,25 @@ class TlsSettings:
     cert_file: str | Path | None = None
     key_file: str | Path | None = None
     server_name_override: str | None = None
+
+
+def tls_client_context(
+    ca_file: str | Path | None,
+    cert_file: str | Path | None,
+    key_file: str | Path | None,
+    alpn: Sequence[str] = (),
+) -> ssl.SSLContext:
+    """An ssl client context for load clients that speak HTTP themselves: the CA file (or the
+    system's roots), a client certificate for mTLS, and the ALPN protocols to offer."""
+    context = ssl.create_default_context(
+        cafile=None if ca_file is None else str(Path(ca_file).expanduser())
+    )
+    if cert_file is not None:
+        key = None if key_file is None else str(Path(key_file).expanduser())
+        context.load_cert_chain(str(Path(cert_file).expanduser()), key)
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
+    return context
 
 
 @dataclass(frozen=True)

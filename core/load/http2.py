@@ -16,10 +16,9 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from core.client.channel import ClientSettings
+from core.client.channel import ClientSettings, tls_client_context
 from core.client.targets import split_host_port
 from core.load.h2_connection import Connection, GrpcCallError, H2Call
 from core.load.h2_wire import CONTINUATION, END_HEADERS, HEADERS, frame, grpc_message, header_block
@@ -56,7 +55,12 @@ class GrpcLoadClient:
         self.timeout_s = timeout_s
         self.answer = answer  # the call's result from the response message's bytes
         self._addresses = [split_host_port(target) for target in settings.targets]
-        self._ssl = _ssl_context(settings) if settings.tls is not None else None
+        tls = settings.tls
+        self._ssl = (
+            None
+            if tls is None
+            else tls_client_context(tls.ca_file, tls.cert_file, tls.key_file, alpn=["h2"])
+        )
         secure = self._ssl is not None
         metadata = list(settings.headers)
         if settings.bearer_token:
@@ -223,17 +227,3 @@ class GrpcLoadClient:
                 connection.transport.close()
         self._connections = [None] * len(self._addresses)
         await asyncio.sleep(0)
-
-
-def _ssl_context(settings: ClientSettings) -> ssl.SSLContext:
-    """TLS with the settings' CA (or the system's roots) and client certificate, ALPN h2."""
-    tls = settings.tls
-    assert tls is not None
-    ca_file = None if tls.ca_file is None else str(Path(tls.ca_file).expanduser())
-    context = ssl.create_default_context(cafile=ca_file)
-    if tls.cert_file is not None and tls.key_file is not None:
-        context.load_cert_chain(
-            str(Path(tls.cert_file).expanduser()), str(Path(tls.key_file).expanduser())
-        )
-    context.set_alpn_protocols(["h2"])
-    return context

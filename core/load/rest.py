@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from core.client.channel import tls_client_context
 from core.client.serving import ModelSpec, ServingError
 from core.load.generator import SendFunction
 
@@ -108,10 +109,7 @@ def ssl_context(target: RestTarget) -> ssl.SSLContext | None:
     """TLS for an https:// target: the CA file (or the system's roots) and a client certificate."""
     if not target.base_url.startswith("https://"):
         return None
-    context = ssl.create_default_context(cafile=target.ca_file)
-    if target.cert_file is not None:
-        context.load_cert_chain(target.cert_file, target.key_file)
-    return context
+    return tls_client_context(target.ca_file, target.cert_file, target.key_file)
 
 
 def make_target(
