@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -40,9 +40,10 @@ def tf_dtype_string(dtype: int) -> str:
         return f"unknown dtype {dtype}"
 
 
-@dataclass(frozen=True)
-class PreparedRun:
-    """What one request runs: input arrays by alias and the output aliases to fetch, in order."""
+class PreparedRun(NamedTuple):
+    """What one request runs: input arrays by alias and the output aliases to fetch, in order.
+
+    A NamedTuple, not a frozen dataclass: one is built for every request."""
 
     signature_name: str
     inputs: dict[str, np.ndarray]
@@ -142,11 +143,13 @@ def prepare_predict_cached(
     """prepare_predict, remembering what it decided for each request shape (signature, input
     aliases and dtypes, output_filter): a repeated shape only decodes its tensors."""
     request_inputs = request.inputs
-    key = (
-        signature_name,
-        tuple(sorted((alias, proto.dtype) for alias, proto in request_inputs.items())),
-        tuple(request.output_filter),
-    )
+    if len(request_inputs) == 1:
+        # The usual request: one input, nothing to sort.
+        ((alias, proto),) = request_inputs.items()
+        input_key: tuple[tuple[str, int], ...] = ((alias, proto.dtype),)
+    else:
+        input_key = tuple(sorted([(alias, proto.dtype) for alias, proto in request_inputs.items()]))
+    key = (signature_name, input_key, tuple(request.output_filter))
     plan = plans.get(key)
     if plan is None:
         prepared = prepare_predict(signature_name, signature, request)
@@ -162,8 +165,9 @@ def prepare_predict_cached(
             )
         return prepared
     inputs = {alias: _feed_array(alias, request_inputs[alias]) for alias in plan.from_request}
-    # Fresh copies: a run may reuse the buffer of a tensor it was fed.
-    inputs.update((alias, array.copy()) for alias, array in plan.defaults)
+    if plan.defaults:
+        # Fresh copies: a run may reuse the buffer of a tensor it was fed.
+        inputs.update([(alias, array.copy()) for alias, array in plan.defaults])
     return PreparedRun(signature_name, inputs, plan.output_aliases)
 
 

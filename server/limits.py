@@ -46,6 +46,22 @@ def _dtype_text(dtype: int) -> str:
         return str(dtype)
 
 
+def _numeric_itemsizes() -> dict[int, int]:
+    sizes = {}
+    for enum in types_pb2.DataType.values():
+        if enum == types_pb2.DT_STRING:
+            continue
+        try:
+            sizes[int(enum)] = numpy_dtype(enum).itemsize
+        except ValueError:
+            continue  # no numpy equivalent: tensor_bytes answers a parsing error
+    return sizes
+
+
+# Element sizes of the numeric DataTypes, read once instead of per tensor.
+_ITEMSIZE = _numeric_itemsizes()
+
+
 def tensor_bytes(alias: str, proto: Any) -> int:
     """Bytes the tensor takes once built; INVALID_ARGUMENT where TF's FromProto would fail."""
     shape = proto.tensor_shape
@@ -67,10 +83,12 @@ def tensor_bytes(alias: str, proto: Any) -> int:
             # The fill rule copies the last string into every missing element.
             payload += (count - len(values)) * len(values[-1])
         return count * STRING_ELEMENT_BYTES + payload
-    try:
-        itemsize = numpy_dtype(proto.dtype).itemsize
-    except ValueError:
-        raise _parsing_error(alias) from None
+    itemsize = _ITEMSIZE.get(proto.dtype)
+    if itemsize is None:
+        try:
+            itemsize = numpy_dtype(proto.dtype).itemsize
+        except ValueError:
+            raise _parsing_error(alias) from None
     content = proto.tensor_content
     if content and len(content) != count * itemsize:
         # TensorFlow's Helper<T>::Decode: the content must hold exactly the declared elements.
@@ -93,9 +111,10 @@ class RequestLimits:
         The order is TF Serving's: a tensor that does not parse, then batching's task size,
         then the byte ceiling (which TF Serving meets only when its allocator fails).
         """
-        sizes = {alias: tensor_bytes(alias, tensors[alias]) for alias in sorted(tensors)}
+        aliases = sorted(tensors) if len(tensors) > 1 else list(tensors)
+        sizes = {alias: tensor_bytes(alias, tensors[alias]) for alias in aliases}
         if self.max_batch_size:
-            for alias in sorted(tensors):
+            for alias in aliases:
                 dims = tensors[alias].tensor_shape.dim
                 if dims and dims[0].size > self.max_batch_size:
                     raise errors.invalid_argument(

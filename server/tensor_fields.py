@@ -8,6 +8,7 @@ Predict answers with ``Tensor::AsProtoField`` (typed ``float_val``, ``int64_val`
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
@@ -41,21 +42,36 @@ _FIELD_BY_DTYPE: dict[int, str] = {
 
 def _write_shape(proto: Any, array: np.ndarray, dtype_enum: int) -> None:
     proto.dtype = dtype_enum
+    dims = proto.tensor_shape.dim
     for size in array.shape:
-        proto.tensor_shape.dim.add(size=size)
+        dims.add(size=size)
 
 
 def _dtype_enum(array: np.ndarray) -> int:
     return int(tensors.tf_dtype(array.dtype))
 
 
+# numpy dtype -> (DataType enum, typed field name): looked up once per dtype, not per response.
+_FIELD_BY_NUMPY: dict[np.dtype[Any], tuple[int, str]] = {}
+_MAX_CACHED_DTYPES = 64  # str dtypes differ by length ('<U5', '<U6', ...): keep the cache small
+
+
+def _typed_field(array: np.ndarray) -> tuple[int, str]:
+    entry = _FIELD_BY_NUMPY.get(array.dtype)
+    if entry is None:
+        dtype_enum = _dtype_enum(array)
+        entry = (dtype_enum, _FIELD_BY_DTYPE[dtype_enum])
+        if len(_FIELD_BY_NUMPY) < _MAX_CACHED_DTYPES:
+            _FIELD_BY_NUMPY[array.dtype] = entry
+    return entry
+
+
 def fill_proto_field(proto: Any, array: np.ndarray) -> None:
     """Write array into an empty TensorProto's typed *_val field, as Tensor::AsProtoField."""
-    dtype_enum = _dtype_enum(array)
+    dtype_enum, field_name = _typed_field(array)
     _write_shape(proto, array, dtype_enum)
     if array.size == 0:
         return
-    field_name = _FIELD_BY_DTYPE[dtype_enum]
     flat = array.reshape(-1)
     if field_name == "string_val":
         values: Any = [
@@ -103,21 +119,22 @@ _NUMPY_BY_DTYPE: dict[int, np.dtype[Any]] = {
 }
 
 
+_LITTLE_ENDIAN = sys.byteorder == "little"
+
+
 def to_ndarray(proto: Any) -> np.ndarray:
     """The array a request's TensorProto holds: a fast path for well-formed tensor_content,
     core.wire.tensors.make_ndarray (with its errors) for everything else."""
     content = proto.tensor_content
     wire_dtype = _NUMPY_BY_DTYPE.get(proto.dtype)
-    if content and wire_dtype is not None and sys.byteorder == "little":
-        shape = tuple(dim.size for dim in proto.tensor_shape.dim)
-        count = 1
-        for size in shape:
-            count *= size
+    if content and wire_dtype is not None and _LITTLE_ENDIAN:
+        shape_proto = proto.tensor_shape
+        # A list, not a generator: this runs for every tensor of every request.
+        shape = tuple([dim.size for dim in shape_proto.dim])
         if (
-            count >= 0
-            and len(content) == count * wire_dtype.itemsize
-            and not proto.tensor_shape.unknown_rank
-            and all(size >= 0 for size in shape)
+            len(content) == math.prod(shape) * wire_dtype.itemsize
+            and (not shape or min(shape) >= 0)
+            and not shape_proto.unknown_rank
         ):
             # A copy: TensorFlow may reuse a fed buffer, and the proto's bytes are immutable.
             return np.frombuffer(content, dtype=wire_dtype).reshape(shape).copy()
