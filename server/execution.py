@@ -70,7 +70,12 @@ class SignatureRunner:
         feed_names = self._feed_names
         feeds = {feed_names[alias]: array for alias, array in inputs.items()}
         started = time.perf_counter()
-        outputs = _run_tensors(self.servable, feeds, self._fetches, timeout_ms)
+        try:
+            outputs = self.servable.run(feeds, self._fetches, timeout_ms=timeout_ms)
+        except ServingStatus:
+            raise
+        except Exception as error:
+            raise errors.status_from_tf_error(error) from None
         run_s = time.perf_counter() - started
         if self._metrics is not None:
             # "TF1": a session run, the runtime label TF Serving uses for SavedModel bundles.
