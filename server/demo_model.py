@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2
 
-from core.identity import DEMO_MODEL_NAME, DEMO_MODEL_REVISION, DEMO_MODEL_REVISION_FILE
+from core.identity import DEMO_MODEL_REVISION, DEMO_MODEL_REVISION_FILE
 
 QA_PATH = Path(__file__).resolve().parent / "demo_data" / "qa.json"
 
@@ -96,56 +97,51 @@ def ngrams(text: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
 
     Word unigrams and bigrams weigh 1, character trigrams of each word marked `<word>` weigh
     CHAR_NGRAM_WEIGHT. Built from flat tensors in a few dozen ops (ragged n-gram ops take
-    ~250 graph nodes per run); a pair that would cross two rows or two words gets weight 0,
-    which adds nothing to any count.
+    ~250 graph nodes per run); a bigram that would cross two rows gets weight 0, which adds
+    nothing to any count.
     """
-    # Invalid UTF-8 must not fail the request: replace bad bytes before any unicode-aware op.
-    valid = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
-    lowered = tf.strings.lower(valid, encoding="utf-8")
+    # ICU's lower-casing replaces invalid UTF-8 with U+FFFD, as a transcode would: malformed
+    # input does not fail the request, and the replacement characters become spaces below.
+    lowered = tf.strings.lower(text, encoding="utf-8")
     spaced = tf.strings.regex_replace(lowered, r"[^\pL\pN]+", " ")
-    # Letters and digits separated by spaces, no space at either end.
-    normalized = tf.strings.strip(tf.strings.regex_replace(spaced, _STOPWORD_PATTERN, " "))
+    normalized = tf.strings.regex_replace(spaced, _STOPWORD_PATTERN, " ")
     # tf.strings.split's op: an empty separator splits on runs of whitespace.
     split = tf.raw_ops.StringSplitV2(input=normalized, sep="")
-    words, word_row = split.values, split.indices[:, 0]
+    words, word_row = split.values, tf.unstack(split.indices, num=2, axis=1)[0]
     bigrams = tf.strings.join([words[:-1], words[1:]], separator=" ")
-    # Character trigrams over each row's words written <one><two>: those spanning two words
-    # contain "><".
-    marked = tf.strings.join(["<", tf.strings.regex_replace(normalized, " +", "><"), ">"])
+    # Character trigrams of each word padded to <word>: one per character of the word.
     char_splits, codepoints = tf.raw_ops.UnicodeDecode(
-        input=marked, input_encoding="UTF-8", errors="replace", replacement_char=0xFFFD
+        input=words, input_encoding="UTF-8", errors="replace", replacement_char=0xFFFD
     )
+    positions = tf.range(tf.size(codepoints, out_type=tf.int64) + 1)
     chars = tf.raw_ops.UnicodeEncode(
         input_values=codepoints,
-        input_splits=tf.range(tf.size(codepoints, out_type=tf.int64) + 1),
+        input_splits=positions,
         output_encoding="UTF-8",
         errors="replace",
         replacement_char=0xFFFD,
     )
-    trigrams, trigram_splits = tf.raw_ops.StringNGrams(
+    trigrams, _ = tf.raw_ops.StringNGrams(
         data=chars,
         data_splits=char_splits,
         separator="",
         ngram_widths=[CHAR_NGRAM_WIDTH],
-        left_pad="",
-        right_pad="",
-        pad_width=0,
+        left_pad="<",
+        right_pad=">",
+        pad_width=1,
         preserve_short_sequences=False,
     )
-    trigram_row = tf.searchsorted(
-        trigram_splits[1:],
-        tf.range(tf.size(trigrams, out_type=tf.int64)),
-        side="right",
-        out_type=tf.int64,
-    )
+    # Trigram i belongs to the word of character i: the number of words ending at or before i.
+    word_of_char = tf.raw_ops.UpperBound(
+        sorted_inputs=char_splits[tf.newaxis, 1:], values=positions[tf.newaxis, :-1]
+    )[0]
     grams = tf.concat([words, bigrams, tf.strings.join(["#", trigrams])], axis=0)
-    rows = tf.concat([word_row, word_row[:-1], trigram_row], axis=0)
-    zero = tf.constant(0.0)
+    rows = tf.concat([word_row, word_row[:-1], tf.gather(word_row, word_of_char)], axis=0)
     weights = tf.concat(
         [
             tf.ones_like(word_row, dtype=tf.float32),
-            tf.where(tf.equal(word_row[:-1], word_row[1:]), 1.0, zero),
-            tf.where(tf.strings.regex_full_match(trigrams, ".*><.*"), zero, CHAR_NGRAM_WEIGHT),
+            tf.cast(tf.equal(word_row[:-1], word_row[1:]), tf.float32),
+            tf.fill(tf.shape(word_of_char), tf.constant(CHAR_NGRAM_WEIGHT)),
         ],
         axis=0,
     )
@@ -155,7 +151,7 @@ def ngrams(text: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
 def featurize(text: tf.Tensor) -> tf.Tensor:
     """Weighted, hashed n-gram counts [batch, HASH_BUCKETS] for a batch of strings."""
     rows, buckets, weights = ngrams(text)
-    batch_size = tf.shape(text, out_type=tf.int64)[0]
+    batch_size = tf.size(text, out_type=tf.int64)
     counts = tf.math.unsorted_segment_sum(
         weights, rows * HASH_BUCKETS + buckets, batch_size * HASH_BUCKETS
     )
@@ -171,13 +167,13 @@ def similarity(text: tf.Tensor, idf: tf.Tensor, question_matrix: tf.Tensor) -> t
     rows, buckets, weights = ngrams(text)
     keys, slot = tf.unique(rows * HASH_BUCKETS + buckets)
     counts = tf.math.unsorted_segment_sum(weights, slot, tf.size(keys))
-    row = keys // HASH_BUCKETS
-    values = tf.math.log1p(counts) * tf.gather(idf, keys - row * HASH_BUCKETS)
+    row, bucket = keys // HASH_BUCKETS, keys % HASH_BUCKETS
+    values = tf.math.log1p(counts) * tf.gather(idf, bucket)
     # l2_normalize per row, as tf.math.l2_normalize: x * rsqrt(max(sum(x**2), epsilon)).
-    batch_size = tf.shape(text, out_type=tf.int64)[0]
+    batch_size = tf.size(text, out_type=tf.int64)
     square_sum = tf.math.unsorted_segment_sum(tf.square(values), row, batch_size)
     normalized = values * tf.gather(tf.math.rsqrt(tf.maximum(square_sum, 1e-12)), row)
-    questions = tf.gather(question_matrix, keys - row * HASH_BUCKETS)
+    questions = tf.gather(question_matrix, bucket)
     return tf.math.unsorted_segment_sum(questions * normalized[:, tf.newaxis], row, batch_size)
 
 
@@ -186,36 +182,31 @@ def _tfidf(counts: tf.Tensor, idf: tf.Tensor) -> tf.Tensor:
     return tf.math.l2_normalize(tf.math.log1p(counts) * idf, axis=1)
 
 
-class DemoChatModel(tf.Module):
-    """The exported module: constants as variables plus the serving function."""
+@dataclass(frozen=True)
+class DemoChatModel:
+    """One version's data: the serving graph holds it as constants, but for the question matrix.
 
-    def __init__(
-        self,
-        question_matrix: np.ndarray,
-        idf: np.ndarray,
-        pair_of_question: np.ndarray,
-        replies: Sequence[str],
-        fallback: str,
-    ) -> None:
-        super().__init__(name=DEMO_MODEL_NAME)
-        self.question_matrix = tf.Variable(question_matrix, trainable=False, name="questions")
-        self.idf = tf.Variable(idf, trainable=False, name="idf")
-        self.pair_of_question = tf.Variable(pair_of_question, trainable=False, name="pair_index")
-        self.replies = tf.Variable(list(replies), dtype=tf.string, trainable=False, name="replies")
-        self.fallback = tf.Variable(fallback, dtype=tf.string, trainable=False, name="fallback")
-        self.confidence_floor = tf.Variable(
-            CONFIDENCE_FLOOR, dtype=tf.float32, trainable=False, name="confidence_floor"
-        )
+    The matrix (HASH_BUCKETS x questions floats) stays a variable: as a constant it would make
+    the graph 27 MB, which loads five times slower and keeps extra copies in memory.
+    """
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-    def serve(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+    question_matrix: np.ndarray  # [HASH_BUCKETS, questions] float32, TF-IDF rows of questions
+    idf: np.ndarray  # [HASH_BUCKETS] float32
+    reply_of_question: tuple[str, ...]  # the reply each question leads to
+    fallback: str
+
+    def serve(self, text: tf.Tensor, question_matrix: tf.Tensor) -> dict[str, tf.Tensor]:
         """Best reply and its cosine similarity for each input string."""
-        scores = similarity(text, self.idf, self.question_matrix)
+        scores = similarity(text, tf.constant(self.idf), question_matrix)
         best_question = tf.math.argmax(scores, axis=1, output_type=tf.int32)
         confidence = tf.math.reduce_max(scores, axis=1)
-        best_reply = tf.gather(self.replies, tf.gather(self.pair_of_question, best_question))
-        fallback = tf.fill(tf.shape(text), self.fallback)
-        reply = tf.where(confidence >= self.confidence_floor, best_reply, fallback)
+        # Bucketize's boundary is an attribute: 1 at or above the floor, else 0 (the fallback).
+        above_floor = tf.raw_ops.Bucketize(input=confidence, boundaries=[CONFIDENCE_FLOOR])
+        replies = tf.constant(
+            [[self.fallback] * len(self.reply_of_question), list(self.reply_of_question)],
+            dtype=tf.string,
+        )
+        reply = tf.gather_nd(replies, tf.stack([above_floor, best_question], axis=1))
         return {"reply": reply, "confidence": confidence}
 
 
@@ -238,13 +229,59 @@ def build_model(version: int, qa: QaSet | None = None) -> DemoChatModel:
     idf = np.log((1.0 + len(idf_counts)) / (1.0 + document_frequency)) + 1.0
     idf = idf.astype(np.float32)
     question_matrix = _tfidf(tf.constant(counts), tf.constant(idf)).numpy().T.copy()
+    replies = [reply_for(pair, version) for pair in qa.pairs]
     return DemoChatModel(
         question_matrix=question_matrix,
         idf=idf,
-        pair_of_question=np.asarray(pair_of_question, dtype=np.int32),
-        replies=[reply_for(pair, version) for pair in qa.pairs],
+        reply_of_question=tuple(replies[pair_index] for pair_index in pair_of_question),
         fallback=fallback_for(qa, version),
     )
+
+
+def _tensor_info(tensor: tf.Tensor) -> meta_graph_pb2.TensorInfo:
+    return meta_graph_pb2.TensorInfo(
+        name=tensor.name,
+        dtype=tensor.dtype.as_datatype_enum,
+        tensor_shape=tensor.shape.as_proto(),
+    )
+
+
+def _predict_signature(
+    inputs: dict[str, tf.Tensor], outputs: dict[str, tf.Tensor]
+) -> meta_graph_pb2.SignatureDef:
+    """predict_signature_def without its deprecation warning (build_tensor_info)."""
+    signature = meta_graph_pb2.SignatureDef(method_name=tf.saved_model.PREDICT_METHOD_NAME)
+    for key, tensor in inputs.items():
+        signature.inputs[key].CopyFrom(_tensor_info(tensor))
+    for key, tensor in outputs.items():
+        signature.outputs[key].CopyFrom(_tensor_info(tensor))
+    return signature
+
+
+def _save(model: DemoChatModel, path: Path) -> None:
+    """Write model as a TF1-style SavedModel: one graph, no functions.
+
+    Each request then runs only the ops of the serving graph: no function call and its
+    argument nodes around them, and one variable instead of six.
+    """
+    graph = tf.Graph()
+    with graph.as_default():
+        text = tf.compat.v1.placeholder(tf.string, [None], name="text")
+        # Initialized from a feed, so the graph does not carry the matrix as its initial value.
+        initial = tf.compat.v1.placeholder(tf.float32, model.question_matrix.shape)
+        question_matrix = tf.Variable(initial, trainable=False, name="questions")
+        outputs = model.serve(text, question_matrix)
+        signature = _predict_signature({"text": text}, outputs)
+        with tf.compat.v1.Session(graph=graph) as session:
+            session.run(question_matrix.initializer, {initial: model.question_matrix})
+            builder = tf.compat.v1.saved_model.Builder(str(path))
+            builder.add_meta_graph_and_variables(
+                session,
+                [tf.saved_model.SERVING],
+                signature_def_map={SERVING_SIGNATURE: signature},
+                strip_default_attrs=True,
+            )
+            builder.save()
 
 
 def export_demo_model(base_path: Path, versions: Sequence[int] = (1, 2)) -> None:
@@ -254,17 +291,13 @@ def export_demo_model(base_path: Path, versions: Sequence[int] = (1, 2)) -> None
     for version in versions:
         if version < 1:
             raise ValueError(f"demo model version {version}: expected a positive integer")
-        module = build_model(version, qa)
+        model = build_model(version, qa)
         target = base_path / str(version)
         base_path.mkdir(parents=True, exist_ok=True)
         # Export next to the target, then rename: a polling server never sees half a version.
         staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=base_path))
         try:
-            tf.saved_model.save(
-                module,
-                str(staging / "model"),
-                signatures={SERVING_SIGNATURE: module.serve.get_concrete_function()},
-            )
+            _save(model, staging / "model")
             if target.exists():
                 shutil.rmtree(target)
             (staging / "model").rename(target)

@@ -259,3 +259,40 @@ def test_similarity_answers_as_the_ragged_graph() -> None:
         scores.max(axis=1) >= demo_model.CONFIDENCE_FLOOR,
         reference.max(axis=1) >= demo_model.CONFIDENCE_FLOOR,
     )
+
+
+def test_malformed_utf8_answers_as_its_replaced_text(serve_v1: Signature) -> None:
+    """Invalid bytes count as U+FFFD, a separator: as if the client had replaced them."""
+    raw = [
+        b"\xff\xfe enable batching \xc3",
+        b"enable\xed\xa0\x80batching",
+        b"\xc0\xafcanary\xf4\x90\x80\x80 label",
+        b"servable\x80not found\xe2\x82",
+    ]
+    replaced = [text.decode("utf-8", "replace").encode() for text in raw]
+    raw_replies, raw_confidence = ask(serve_v1, raw)
+    replaced_replies, replaced_confidence = ask(serve_v1, replaced)
+    assert raw_replies == replaced_replies
+    np.testing.assert_array_equal(raw_confidence, replaced_confidence)
+
+
+def test_a_request_runs_few_graph_nodes(exported: Path) -> None:
+    """The TF1-style graph: no function call, one variable; ~80 nodes per request (was 117)."""
+    graph = tf.Graph()
+    config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=-1)
+    with tf.compat.v1.Session(graph=graph, config=config) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(exported / "1"))
+        assert not meta_graph.graph_def.library.function
+        signature = meta_graph.signature_def["serving_default"]
+        options = tf.compat.v1.RunOptions(
+            trace_level=tf.compat.v1.RunOptions.FULL_TRACE, inter_op_thread_pool=-1
+        )
+        metadata = tf.compat.v1.RunMetadata()
+        session.run(
+            signature.outputs["reply"].name,
+            {signature.inputs["text"].name: np.array([b"How do I enable batching?"], object)},
+            options=options,
+            run_metadata=metadata,
+        )
+    nodes = [node for dev in metadata.step_stats.dev_stats for node in dev.node_stats]
+    assert len(nodes) <= 90
