@@ -6,6 +6,13 @@ when it is full or when its oldest task has waited batch_timeout_micros, as soon
 num_batch_threads threads is free. A batch's inputs are concatenated along dim 0 (padded to an
 allowed batch size, and in dims 1.. with pad_variable_length_inputs), run once, and the outputs
 split back per task. The parameters file lives in server.batching_parameters.
+
+TF Serving runs each batch on one of its batch threads. Handing a batch to a thread costs more
+CPU than a small model's whole run (a queue put that wakes a thread, a GIL handoff, a self-pipe
+write that wakes the loop), so a batch known to be short (server.run_placement's rules: a moving
+average of measured runs under its budget, small inputs) runs on the event loop itself, where it
+still counts as one of the num_batch_threads batches running at once; the first batches, and
+long or large ones, run in the batch threads.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from server.batching_parameters import (
     round_to_allowed_batch_size,
 )
 from server.metrics import ServerMetrics
+from server.run_placement import INLINE_MAX_INPUT_BYTES, RunPlacement, input_bytes
 
 __all__ = [
     "QUEUE_FULL_MESSAGE",
@@ -44,6 +52,11 @@ RunBatch = Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]]
 
 # TF Serving's text for a full queue (shared_batch_scheduler.h); callers may match on it.
 QUEUE_FULL_MESSAGE = "The batch scheduling queue to which this task was submitted is full"
+# TF Serving's texts for a deadline that passed in the queue, and one that passed later.
+QUEUE_TIMEOUT_MESSAGE = "Run() timeout exceeded while waiting in batching queue"
+DEADLINE_MESSAGE = "Deadline Exceeded"
+# The placement key of a scheduler's batches (a scheduler serves one signature).
+_BATCH_KEY = "batch"
 
 
 class BatchingError(Exception):
@@ -64,18 +77,20 @@ def _task_size(inputs: Mapping[str, np.ndarray]) -> int:
         raise BatchingError(
             "INVALID_ARGUMENT", "Batching Run() must have at least one input tensor"
         )
-    sizes = set()
+    size = -1
+    equal = True
     for value in inputs.values():
-        if np.ndim(value) == 0:
+        if value.ndim == 0:
             raise BatchingError(
                 "INVALID_ARGUMENT", "Batching Run() input tensors must have at least one dimension"
             )
-        sizes.add(np.shape(value)[0])
-    if len(sizes) > 1:
+        equal = equal and size in (-1, value.shape[0])
+        size = value.shape[0]
+    if not equal:
         raise BatchingError(
             "INVALID_ARGUMENT", "Batching Run() input tensors must have equal 0th-dimension size"
         )
-    return int(sizes.pop())
+    return int(size)
 
 
 def _pad_to(value: np.ndarray, trailing_shape: tuple[int, ...]) -> np.ndarray:
@@ -118,7 +133,8 @@ class _Batch:
 
 
 class BatchScheduler:
-    """Merges concurrent requests to one signature into batches and runs them in threads."""
+    """Merges concurrent requests to one signature into batches and runs them: short batches on
+    the event loop, the others in batch threads."""
 
     def __init__(
         self,
@@ -127,6 +143,7 @@ class BatchScheduler:
         *,
         model_name: str,
         metrics: ServerMetrics | None = None,
+        placement: RunPlacement | None = None,
     ) -> None:
         self.params = params
         self.model_name = model_name
@@ -140,6 +157,9 @@ class BatchScheduler:
         self._idle_threads = params.num_batch_threads
         self._running: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._timeout_s = params.batch_timeout_micros / 1e6
+        self._placement = placement if placement is not None else RunPlacement()
         self._closed = False
 
     async def __aenter__(self) -> BatchScheduler:
@@ -177,17 +197,20 @@ class BatchScheduler:
             )
         now = time.monotonic()
         if deadline is not None and deadline <= now:
-            raise BatchingError("DEADLINE_EXCEEDED", "Deadline Exceeded")
+            raise BatchingError("DEADLINE_EXCEEDED", DEADLINE_MESSAGE)
         loop = asyncio.get_running_loop()
         if size == 0:
             # No rows to merge: run alone so the outputs still get the model's own shapes.
             result = await loop.run_in_executor(self._executor, self._run_group, [arrays], [0])
             return result[0]
-        tasks = [self._enqueue(piece, now, deadline, loop) for piece in self._pieces(arrays, size)]
+        pieces = self._pieces(arrays, size)
+        if len(pieces) == 1:
+            task = self._enqueue(arrays, size, now, deadline, loop)
+            self._dispatch()  # may run the batch, this task's included, inline right here
+            return await self._wait_one(task, deadline, loop)
+        tasks = [self._enqueue(piece, _task_size(piece), now, deadline, loop) for piece in pieces]
         self._dispatch()
         results = await self._wait(tasks, deadline)
-        if len(results) == 1:
-            return results[0]
         return {name: np.concatenate([result[name] for result in results]) for name in results[0]}
 
     def _pieces(self, inputs: dict[str, np.ndarray], size: int) -> list[dict[str, np.ndarray]]:
@@ -225,15 +248,33 @@ class BatchScheduler:
     def _enqueue(
         self,
         inputs: dict[str, np.ndarray],
+        size: int,
         now: float,
         deadline: float | None,
         loop: asyncio.AbstractEventLoop,
     ) -> _Task:
-        task = _Task(inputs, _task_size(inputs), now, deadline, loop.create_future())
+        task = _Task(inputs, size, now, deadline, loop.create_future())
         if self._batches[-1].size + task.size > self.params.execution_batch_size:
             self._batches.append(_Batch())
         self._batches[-1].add(task)
         return task
+
+    async def _wait_one(
+        self, task: _Task, deadline: float | None, loop: asyncio.AbstractEventLoop
+    ) -> dict[str, np.ndarray]:
+        """_wait for a task in one piece, without gather and wait_for: the deadline fails the
+        task's own future, which also makes dispatch skip it while it is queued."""
+        future = task.future
+        if future.done():  # its batch ran inline in submit's dispatch
+            return future.result()
+        if deadline is None:
+            return await future
+        timer = loop.call_later(max(0.0, deadline - time.monotonic()), _expire, task)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+            future.cancel()  # a caller gone while its task is queued: dispatch skips the task
 
     async def _wait(
         self, tasks: list[_Task], deadline: float | None
@@ -246,10 +287,8 @@ class BatchScheduler:
             return await asyncio.wait_for(gathered, timeout=max(0.0, deadline - time.monotonic()))
         except asyncio.TimeoutError:
             if any(task.dispatched for task in tasks):
-                raise BatchingError("DEADLINE_EXCEEDED", "Deadline Exceeded") from None
-            raise BatchingError(
-                "DEADLINE_EXCEEDED", "Run() timeout exceeded while waiting in batching queue"
-            ) from None
+                raise BatchingError("DEADLINE_EXCEEDED", DEADLINE_MESSAGE) from None
+            raise BatchingError("DEADLINE_EXCEEDED", QUEUE_TIMEOUT_MESSAGE) from None
         finally:
             # A cancelled future marks its task as abandoned: dispatch skips it.
             for task in tasks:
@@ -260,18 +299,17 @@ class BatchScheduler:
         if len(self._batches) > 1:
             return self._batches.popleft()
         open_batch = self._batches[0]
-        timeout_s = self.params.batch_timeout_micros / 1e6
         if open_batch.tasks and (
             self._closed
             or open_batch.size >= self.params.execution_batch_size
-            or now >= open_batch.opened_at + timeout_s
+            or now >= open_batch.opened_at + self._timeout_s
         ):
             self._batches[0] = _Batch()
             return open_batch
         return None
 
     def _dispatch(self) -> None:
-        """Hand ready batches to idle threads; arm a timer for the open batch's timeout."""
+        """Run ready batches, inline or in idle threads; arm a timer for the open batch."""
         now = time.monotonic()
         while self._idle_threads > 0:
             batch = self._take_batch(now)
@@ -283,64 +321,106 @@ class BatchScheduler:
                     continue
                 if task.deadline is not None and task.deadline <= now:
                     task.future.set_exception(
-                        BatchingError(
-                            "DEADLINE_EXCEEDED",
-                            "Run() timeout exceeded while waiting in batching queue",
-                        )
+                        BatchingError("DEADLINE_EXCEEDED", QUEUE_TIMEOUT_MESSAGE)
                     )
                     continue
                 task.dispatched = True
                 tasks.append(task)
             if not tasks:
                 continue
+            if self._metrics is not None:
+                for task in tasks:
+                    self._metrics.record_queuing_latency(
+                        self.params.thread_pool_name, (now - task.enqueued_at) * 1e6
+                    )
+            if self._inline(tasks):
+                # On the loop, the batch holds it (one of num_batch_threads) until it returns.
+                self._run_inline(tasks)
+                now = time.monotonic()
+                continue
             self._idle_threads -= 1
-            running = asyncio.ensure_future(self._run(tasks, now))
+            running = asyncio.ensure_future(self._run(tasks))
             self._running.add(running)
             running.add_done_callback(self._running.discard)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         open_batch = self._batches[-1]
         if self._idle_threads > 0 and open_batch.tasks:
-            wake_at = open_batch.opened_at + self.params.batch_timeout_micros / 1e6
-            self._timer = asyncio.get_running_loop().call_later(
-                max(0.0, wake_at - now), self._dispatch
-            )
-
-    async def _run(self, tasks: list[_Task], dequeued_at: float) -> None:
-        """Run one batch in a batch thread and resolve its callers."""
-        if self._metrics is not None:
-            for task in tasks:
-                self._metrics.record_queuing_latency(
-                    self.params.thread_pool_name, (dequeued_at - task.enqueued_at) * 1e6
+            wake_at = open_batch.opened_at + self._timeout_s
+            if self._timer is None or self._timer_at != wake_at:
+                # Armed once per open batch, not once per task that joins it.
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer_at = wake_at
+                self._timer = asyncio.get_running_loop().call_later(
+                    max(0.0, wake_at - now), self._on_timer
                 )
+        elif self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+    def _inline(self, tasks: list[_Task]) -> bool:
+        """Whether this batch runs on the event loop: known short, with small inputs."""
+        if not self._placement.short(_BATCH_KEY):
+            return False
+        size = 0
+        for task in tasks:
+            size += input_bytes(task.inputs)
+            if size > INLINE_MAX_INPUT_BYTES:
+                return False
+        return True
+
+    def _run_inline(self, tasks: list[_Task]) -> None:
+        """Run one batch on the event loop and resolve its callers."""
+        outcomes, run_s = self._timed_process(tasks)
+        self._placement.record(_BATCH_KEY, run_s)
+        _resolve(tasks, outcomes)
+
+    async def _run(self, tasks: list[_Task]) -> None:
+        """Run one batch in a batch thread and resolve its callers."""
         loop = asyncio.get_running_loop()
         outcomes: list[dict[str, np.ndarray] | BaseException]
         try:
-            outcomes = await loop.run_in_executor(self._executor, self._process, tasks)
-        except asyncio.CancelledError:
-            for task in tasks:
-                task.future.cancel()
-            raise
-        except BaseException as error:  # e.g. the executor shut down: callers must still hear
-            outcomes = [error] * len(tasks)
+            try:
+                outcomes, run_s = await loop.run_in_executor(
+                    self._executor, self._timed_process, tasks
+                )
+            except asyncio.CancelledError:
+                for task in tasks:
+                    task.future.cancel()
+                raise
+            except BaseException as error:  # e.g. the executor shut down: callers must still hear
+                outcomes = [error] * len(tasks)
+            else:
+                self._placement.record(_BATCH_KEY, run_s)
+            # Callers first: a batch the freed thread lets run inline would delay them.
+            _resolve(tasks, outcomes)
         finally:
             self._idle_threads += 1
             if not loop.is_closed():
                 self._dispatch()
-        for task, outcome in zip(tasks, outcomes, strict=True):
-            if task.future.done():
-                continue
-            if isinstance(outcome, BaseException):
-                task.future.set_exception(outcome)
-            else:
-                task.future.set_result(outcome)
+
+    def _timed_process(
+        self, tasks: list[_Task]
+    ) -> tuple[list[dict[str, np.ndarray] | BaseException], float]:
+        """_process, and its wall time in seconds."""
+        started = time.perf_counter()
+        try:
+            outcomes = self._process(tasks)
+        except Exception as error:
+            outcomes = [error] * len(tasks)
+        return outcomes, time.perf_counter() - started
 
     def _process(self, tasks: list[_Task]) -> list[dict[str, np.ndarray] | BaseException]:
-        """Run a batch (in a batch thread): tasks whose tensors cannot merge run as sub-batches."""
+        """Run a batch: tasks whose tensors cannot merge run as sub-batches."""
         groups: dict[tuple[Any, ...], list[int]] = {}
-        for index, task in enumerate(tasks):
-            groups.setdefault(self._merge_key(task.inputs), []).append(index)
+        if len(tasks) == 1:
+            groups[()] = [0]
+        else:
+            for index, task in enumerate(tasks):
+                groups.setdefault(self._merge_key(task.inputs), []).append(index)
         outcomes: list[dict[str, np.ndarray] | BaseException] = [
             BatchingError("INTERNAL", "batch result missing") for _ in tasks
         ]
@@ -421,3 +501,21 @@ class BatchScheduler:
         if self._timer is not None:
             self._timer.cancel()
         self._executor.shutdown(wait=False)
+
+
+def _resolve(tasks: list[_Task], outcomes: Sequence[dict[str, np.ndarray] | BaseException]) -> None:
+    """Hand each caller still waiting its outcome."""
+    for task, outcome in zip(tasks, outcomes, strict=True):
+        if task.future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            task.future.set_exception(outcome)
+        else:
+            task.future.set_result(outcome)
+
+
+def _expire(task: _Task) -> None:
+    """A task's deadline passed: fail it with TF Serving's text for where it was."""
+    if not task.future.done():
+        message = DEADLINE_MESSAGE if task.dispatched else QUEUE_TIMEOUT_MESSAGE
+        task.future.set_exception(BatchingError("DEADLINE_EXCEEDED", message))

@@ -36,15 +36,14 @@ class RunPlacement:
 
     def inline(self, key: Hashable, inputs: Mapping[str, np.ndarray]) -> bool:
         """Whether this run should happen on the event loop."""
+        return self.short(key) and input_bytes(inputs) <= INLINE_MAX_INPUT_BYTES
+
+    def short(self, key: Hashable) -> bool:
+        """Whether runs under key are known to be short (inputs aside)."""
         if not self._enabled:
             return False
         seen, average_s = self._estimates.get(key, (0, 0.0))
-        if seen < MIN_SAMPLES or average_s >= self._budget_s:
-            return False
-        size = 0
-        for array in inputs.values():
-            size += array.nbytes if array.dtype != object else 64 * array.size
-        return size <= INLINE_MAX_INPUT_BYTES
+        return seen >= MIN_SAMPLES and average_s < self._budget_s
 
     def record(self, key: Hashable, run_s: float) -> None:
         """Fold one measured run time into the signature's average."""
@@ -55,6 +54,14 @@ class RunPlacement:
         """Drop the estimates of an unloaded servable (keys start with its id)."""
         for key in [key for key in self._estimates if _servable_id(key) == servable_id]:
             del self._estimates[key]
+
+
+def input_bytes(inputs: Mapping[str, np.ndarray]) -> int:
+    """The bytes a run's inputs hold (an object element, e.g. a string, counted as 64)."""
+    size = 0
+    for array in inputs.values():
+        size += array.nbytes if array.dtype != object else 64 * array.size
+    return size
 
 
 def _servable_id(key: Hashable) -> object:

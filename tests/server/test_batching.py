@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from server.batching import (
     parse_batching_parameters,
 )
 from server.metrics import ServerMetrics
+from server.run_placement import INLINE_BUDGET_S, MIN_SAMPLES, RunPlacement
 
 BRIEF_EXAMPLE = """
 max_batch_size { value: 128 }
@@ -87,6 +88,36 @@ async def start_held_batch(scheduler: BatchScheduler, model: RecordingModel) -> 
     running = asyncio.ensure_future(scheduler.submit(rows(100)))
     assert await asyncio.to_thread(model.started.wait, 10)
     return running
+
+
+class FixedPlacement(RunPlacement):
+    """Calls every batch short (or long) from the first one on; keeps the recorded run times."""
+
+    def __init__(self, short: bool) -> None:
+        super().__init__()
+        self.is_short = short
+        self.recorded: list[float] = []
+
+    def short(self, key: Hashable) -> bool:
+        return self.is_short
+
+    def record(self, key: Hashable, run_s: float) -> None:
+        self.recorded.append(run_s)
+
+
+class ThreadRecordingModel(RecordingModel):
+    """A RecordingModel that also notes the thread of each run, and can take its time."""
+
+    def __init__(self, run_s: float = 0.0, hold_first_run: bool = False) -> None:
+        super().__init__(hold_first_run)
+        self.run_s = run_s
+        self.threads: list[threading.Thread] = []
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.threads.append(threading.current_thread())
+        if self.run_s:
+            time.sleep(self.run_s)
+        return super().__call__(inputs)
 
 
 # --- the parameters file ---------------------------------------------------------------------
@@ -445,11 +476,14 @@ async def test_batch_timeout_closes_a_partial_batch() -> None:
     assert len(results) == 5
 
 
-async def test_records_batching_metrics() -> None:
+@pytest.mark.parametrize("inline", [False, True], ids=["thread", "inline"])
+async def test_records_batching_metrics(inline: bool) -> None:
     model = RecordingModel()
     metrics = ServerMetrics()
     settings = params(max_batch_size=4, batch_timeout_micros=60_000_000)
-    async with BatchScheduler(model, settings, model_name="m", metrics=metrics) as scheduler:
+    async with BatchScheduler(
+        model, settings, model_name="m", metrics=metrics, placement=FixedPlacement(short=inline)
+    ) as scheduler:
         await asyncio.gather(*(scheduler.submit(rows(1.0)) for _ in range(4)))
     body, _ = metrics.render()
     values = {
@@ -465,3 +499,113 @@ async def test_records_batching_metrics() -> None:
         values[(prefix + "queuing_latency_count", (("thread_pool_name", "test_batch_threads"),))]
         == 4
     )
+
+
+# --- where batches run -----------------------------------------------------------------------
+
+
+async def test_short_batches_run_on_the_event_loop_after_their_first_runs_in_threads() -> None:
+    model = ThreadRecordingModel()
+    # The real placement rules, with a budget no run on a busy test machine can miss.
+    placement = RunPlacement(budget_s=1.0)
+    async with BatchScheduler(model, params(), model_name="m", placement=placement) as scheduler:
+        for index in range(MIN_SAMPLES + 3):
+            assert (await scheduler.submit(rows(float(index))))["row_sum"].tolist() == [2 * index]
+    loop_thread = threading.current_thread()
+    # The first runs measure the batch's cost in a batch thread; then it is known short.
+    assert all(
+        thread.name.startswith("test_batch_threads") for thread in model.threads[:MIN_SAMPLES]
+    )
+    assert model.threads[MIN_SAMPLES:] == [loop_thread] * 3
+
+
+async def test_slow_batches_keep_running_in_batch_threads() -> None:
+    model = ThreadRecordingModel(run_s=INLINE_BUDGET_S * 4)
+    async with BatchScheduler(model, params(), model_name="m") as scheduler:
+        for _ in range(MIN_SAMPLES + 3):
+            await scheduler.submit(rows(1.0))
+    assert len(model.threads) == MIN_SAMPLES + 3
+    assert all(thread.name.startswith("test_batch_threads") for thread in model.threads)
+
+
+async def test_large_batches_run_in_a_batch_thread_even_when_short() -> None:
+    model = ThreadRecordingModel()
+    placement = FixedPlacement(short=True)
+    async with BatchScheduler(model, params(), model_name="m", placement=placement) as scheduler:
+        await scheduler.submit(rows(1.0))
+        await scheduler.submit(rows(1.0, width=20_000))  # 80 KB of inputs
+    assert model.threads[0] is threading.current_thread()
+    assert model.threads[1].name.startswith("test_batch_threads")
+    assert len(placement.recorded) == 2  # both runs feed the estimate
+
+
+async def test_inline_batch_still_waits_for_its_batch_timeout() -> None:
+    model = ThreadRecordingModel()
+    settings = params(batch_timeout_micros=50_000, max_batch_size=64)
+    placement = FixedPlacement(short=True)
+    async with BatchScheduler(model, settings, model_name="m", placement=placement) as scheduler:
+        started = time.monotonic()
+        await scheduler.submit(rows(1.0))
+        assert time.monotonic() - started >= 0.05
+        results = await asyncio.gather(*(scheduler.submit(rows(2.0)) for _ in range(3)))
+    assert model.batch_sizes == [1, 3]
+    assert model.threads == [threading.current_thread()] * 2
+    assert [result["row_sum"].tolist() for result in results] == [[4.0]] * 3
+
+
+async def test_inline_batch_error_reaches_every_caller() -> None:
+    model = ThreadRecordingModel()
+    placement = FixedPlacement(short=True)
+    # The second task fills the batch: it runs inline in that task's submit.
+    settings = params(max_batch_size=2, batch_timeout_micros=60_000_000)
+    async with BatchScheduler(model, settings, model_name="m", placement=placement) as scheduler:
+        outcomes = await asyncio.gather(
+            scheduler.submit(rows(-1.0)), scheduler.submit(rows(1.0)), return_exceptions=True
+        )
+    assert model.batch_sizes == [2]
+    assert model.threads == [threading.current_thread()]
+    assert all(isinstance(outcome, ValueError) for outcome in outcomes)
+
+
+async def test_inline_batches_count_against_num_batch_threads() -> None:
+    model = ThreadRecordingModel(hold_first_run=True)
+    placement = FixedPlacement(short=False)
+    try:
+        async with BatchScheduler(model, params(), model_name="m", placement=placement) as sched:
+            held = await start_held_batch(sched, model)
+            placement.is_short = True
+            waiting = asyncio.ensure_future(sched.submit(rows(1.0)))
+            for _ in range(3):
+                await asyncio.sleep(0)
+            # The only batch thread is busy: the short batch waits instead of running inline.
+            assert len(model.batches) == 1
+            assert sched.num_enqueued_batches == 1
+            model.release.set()
+            await held
+            assert (await waiting)["row_sum"].tolist() == [2.0]
+    finally:
+        model.release.set()
+    assert model.threads[1] is threading.current_thread()
+
+
+async def test_deadline_passing_while_a_batch_runs_is_deadline_exceeded(
+    held_model: RecordingModel,
+) -> None:
+    async with BatchScheduler(held_model, params(), model_name="m") as scheduler:
+        with pytest.raises(BatchingError) as raised:
+            await scheduler.submit(rows(1.0), deadline=time.monotonic() + 0.05)
+        held_model.release.set()
+    assert (raised.value.code, raised.value.message) == ("DEADLINE_EXCEEDED", "Deadline Exceeded")
+    assert held_model.batch_sizes == [1]
+
+
+async def test_close_runs_queued_short_batches_inline() -> None:
+    model = ThreadRecordingModel()
+    settings = params(batch_timeout_micros=60_000_000)
+    scheduler = BatchScheduler(model, settings, model_name="m", placement=FixedPlacement(True))
+    queued = asyncio.ensure_future(scheduler.submit(rows(1.0)))
+    await asyncio.sleep(0)
+    assert model.batches == []
+    await scheduler.close()
+    assert (await queued)["row_sum"].tolist() == [2.0]
+    assert model.threads == [threading.current_thread()]
