@@ -147,6 +147,30 @@ class Executor:
         self._placement.record(key, run_s)
         return outputs  # type: ignore[no-any-return]
 
+    def run_inline(
+        self,
+        servable: Any,
+        signature_name: str,
+        inputs: Mapping[str, np.ndarray],
+        output_aliases: tuple[str, ...],
+        deadline: float | None,
+    ) -> dict[str, np.ndarray] | None:
+        """run()'s answer without a coroutine when the run is known short (unbatched, inline
+        placement); None when the caller must await run()."""
+        if self._batching_parameters is not None:
+            return None
+        key = (id(servable), signature_name, output_aliases)
+        runner = self._runners.get(key)
+        if runner is None or runner.servable is not servable:
+            return None
+        if not self._placement.inline(key, inputs):
+            return None
+        if deadline is not None and deadline <= time.monotonic():
+            raise errors.deadline_exceeded("Deadline Exceeded")
+        outputs, run_s = runner.timed(inputs, None)
+        self._placement.record(key, run_s)
+        return outputs
+
     async def run_tensors(
         self,
         servable: Any,

@@ -60,9 +60,11 @@ class _Sampler:
 
     def observe(self, label_values: tuple[str, ...], value: float) -> None:
         """Add one observation (the caller holds the lock)."""
-        counts, total = self._cells.setdefault(
-            label_values, ([0] * (len(self.bucket_limits) + 1), [0.0])
-        )
+        cell = self._cells.get(label_values)
+        if cell is None:
+            # Built once per label combination (setdefault would build it on every call).
+            cell = self._cells[label_values] = ([0] * (len(self.bucket_limits) + 1), [0.0])
+        counts, total = cell
         counts[bisect.bisect_left(self.bucket_limits, value)] += 1
         total[0] += value
 

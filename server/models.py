@@ -127,7 +127,10 @@ class SavedModelServable:
             outputs = tf_session.TF_SessionRunCallable(
                 self._session._session, handle, list(feeds.values()), None
             )
-            return [np.asarray(output) for output in outputs]
+            # Arrays already, but for 0-d outputs (numpy scalars).
+            return [
+                output if type(output) is np.ndarray else np.asarray(output) for output in outputs
+            ]
         feed_dict = {self._tf_output(name): value for name, value in feeds.items()}
         fetch_list = [self._tf_output(name) for name in fetches]
         options = None

@@ -139,15 +139,21 @@ class InferenceService:
                 if plans is None
                 else inference.prepare_predict_cached(signature_name, signature, request, plans)
             )
-            outputs = await self.executor.run(
-                servable,
-                signature_name,
-                signature,
-                prepared.inputs,
-                prepared.output_aliases,
-                deadline=deadline,
-                api="Predict",
+            # A short run answers right here; the others (first runs, long ones, batching)
+            # await the executor.
+            outputs = self.executor.run_inline(
+                servable, signature_name, prepared.inputs, prepared.output_aliases, deadline
             )
+            if outputs is None:
+                outputs = await self.executor.run(
+                    servable,
+                    signature_name,
+                    signature,
+                    prepared.inputs,
+                    prepared.output_aliases,
+                    deadline=deadline,
+                    api="Predict",
+                )
             return signature_name, servable.version, outputs
 
     async def _examples_call(

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from core.wire import tensors
-from core.wire.protos import tensor_pb2, types_pb2
+from core.wire.protos import tensor_pb2, tensor_shape_pb2, types_pb2
 
 # ProtoHelper<T> in tensorflow/core/framework/tensor.cc: the typed field each dtype fills.
 _FIELD_BY_DTYPE: dict[int, str] = {
@@ -40,11 +40,22 @@ _FIELD_BY_DTYPE: dict[int, str] = {
 }
 
 
+# TensorShapeProtos by shape, copied into responses instead of built dim by dim.
+_SHAPES: dict[tuple[int, ...], Any] = {}
+_MAX_CACHED_SHAPES = 1024
+
+
 def _write_shape(proto: Any, array: np.ndarray, dtype_enum: int) -> None:
     proto.dtype = dtype_enum
-    dims = proto.tensor_shape.dim
-    for size in array.shape:
-        dims.add(size=size)
+    shape = array.shape
+    cached = _SHAPES.get(shape)
+    if cached is None:
+        cached = tensor_shape_pb2.TensorShapeProto()
+        for size in shape:
+            cached.dim.add(size=size)
+        if len(_SHAPES) < _MAX_CACHED_SHAPES:
+            _SHAPES[shape] = cached
+    proto.tensor_shape.CopyFrom(cached)
 
 
 def _dtype_enum(array: np.ndarray) -> int:
