@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
+from core import event_loop
 from core.client.serving import (
     ClientSettings,
     ModelSpec,
@@ -131,11 +132,7 @@ def worker_main(plan: WorkerPlan, conn: PipePair) -> None:
     # The parent decides what Ctrl-C means (a clean stop); the worker must not die of it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        if sys.version_info >= (3, 11):
-            with asyncio.Runner(loop_factory=loop_factory()) as runner:
-                runner.run(_work(plan, conn))
-        else:  # no asyncio.Runner, so no loop factory: asyncio's own loop
-            asyncio.run(_work(plan, conn))
+        event_loop.run(_work(plan, conn), LOOP_ENV)
     except Exception as error:
         with contextlib.suppress(OSError):
             failure = f"worker {plan.index}: {type(error).__name__}: {error}"
@@ -145,20 +142,9 @@ def worker_main(plan: WorkerPlan, conn: PipePair) -> None:
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop where it is installed, else (or with LOOP_ENV=asyncio) asyncio's own.
-
-    Used on Python 3.11 and newer (asyncio.Runner); on 3.10 workers run asyncio's own loop.
-
-    A worker's CPU per request is mostly the grpc.aio call path and the loop under it; uvloop
-    takes a share of it off (docs/BENCHMARKS.md, the peers tables).
-    """
-    if os.environ.get(LOOP_ENV, "uvloop") == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
+    """The workers' event loop: uvloop's where it is installed, else (or with LOOP_ENV=asyncio)
+    asyncio's own (core.event_loop)."""
+    return event_loop.loop_factory(LOOP_ENV)
 
 
 def _predict_requests(target: BurstTarget) -> list[Any]:
