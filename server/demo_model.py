@@ -173,8 +173,14 @@ def similarity(text: tf.Tensor, idf: tf.Tensor, question_matrix: tf.Tensor) -> t
     batch_size = tf.size(text, out_type=tf.int64)
     square_sum = tf.math.unsorted_segment_sum(tf.square(values), row, batch_size)
     normalized = values * tf.gather(tf.math.rsqrt(tf.maximum(square_sum, 1e-12)), row)
-    questions = tf.gather(question_matrix, bucket)
-    return tf.math.unsorted_segment_sum(questions * normalized[:, tf.newaxis], row, batch_size)
+    # The query as a sparse [batch, HASH_BUCKETS] matrix times the question matrix: the op reads
+    # only the rows of the query's buckets, and builds no [n-grams, questions] intermediate.
+    return tf.raw_ops.SparseTensorDenseMatMul(
+        a_indices=tf.stack([row, bucket], axis=1),
+        a_values=normalized,
+        a_shape=tf.stack([batch_size, tf.constant(HASH_BUCKETS, tf.int64)]),
+        b=question_matrix,
+    )
 
 
 def _tfidf(counts: tf.Tensor, idf: tf.Tensor) -> tf.Tensor:
