@@ -34,7 +34,9 @@ from core.wire.tensors import make_tensor_proto
 
 BARE = "bare grpc.aio"
 BARE_IOMGR = "bare grpc.aio, iomgr listener"
-RUNS = 3  # each figure is the median of this many runs
+RUNS = 3  # each start-up figure is the median of this many runs
+# Each CPU figure is the median of this many interleaved rounds (the machine is noisy).
+CPU_RUNS = 5
 STARTUP_RATE = 200.0
 STARTUP_SECONDS = 5.0
 CPU_SECONDS = 4.0
@@ -124,7 +126,11 @@ def _loads(seconds: float) -> list[Load]:
 
 
 async def measure_cpu(
-    half_plus_two: Path, demo: Path, log_dir: Path, runs: int = RUNS, seconds: float = CPU_SECONDS
+    half_plus_two: Path,
+    demo: Path,
+    log_dir: Path,
+    runs: int = CPU_RUNS,
+    seconds: float = CPU_SECONDS,
 ) -> dict[tuple[str, str], list[RunResult]]:
     """{(service, load): runs}: every service under every load, interleaved run by run."""
     bare, bare_target = start_bare_server()
@@ -212,7 +218,7 @@ def run() -> str:
         "ready (no client warm-up); latency counts from the intended send time.\n\n"
         + startup_table(startup)
         + "\n\nCPU per request: utime+stime of the server process / answered requests, "
-        f"{CPU_SECONDS:.0f} s per point, median of {RUNS} interleaved rounds. The bare service "
+        f"{CPU_SECONDS:.0f} s per point, median of {CPU_RUNS} interleaved rounds. The bare service "
         "is a grpc.aio Predict handler that answers an empty PredictResponse without parsing "
         "(the Python gRPC floor), on grpc's default EventEngine listener and, as `serve` runs, "
         "on the iomgr listener (`GRPC_EXPERIMENTS=-event_engine_listener`). "
@@ -226,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run one part quickly: `python -m benchmarks.bench_server_cpu startup|cpu`."""
     parser = argparse.ArgumentParser()
     parser.add_argument("part", choices=["startup", "cpu", "all"])
-    parser.add_argument("--runs", type=int, default=RUNS)
+    parser.add_argument(
+        "--runs", type=int, help=f"rounds (default: {RUNS} start-up, {CPU_RUNS} CPU)"
+    )
     parser.add_argument("--seconds", type=float, default=CPU_SECONDS)
     args = parser.parse_args(argv)
     if args.part == "all":
@@ -236,10 +244,11 @@ def main(argv: list[str] | None = None) -> int:
         directory = Path(name)
         half_plus_two, demo = export_models(directory)
         if args.part == "startup":
-            print(startup_table(asyncio.run(measure_startup(half_plus_two, directory, args.runs))))
+            runs = args.runs or RUNS
+            print(startup_table(asyncio.run(measure_startup(half_plus_two, directory, runs))))
         else:
             results = asyncio.run(
-                measure_cpu(half_plus_two, demo, directory, args.runs, args.seconds)
+                measure_cpu(half_plus_two, demo, directory, args.runs or CPU_RUNS, args.seconds)
             )
             print(cpu_table(results))
     return 0
