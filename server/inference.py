@@ -149,7 +149,8 @@ def prepare_predict_cached(
         input_key: tuple[tuple[str, int], ...] = ((alias, proto.dtype),)
     else:
         input_key = tuple(sorted([(alias, proto.dtype) for alias, proto in request_inputs.items()]))
-    key = (signature_name, input_key, tuple(request.output_filter))
+    output_filter = request.output_filter
+    key = (signature_name, input_key, tuple(output_filter) if output_filter else ())
     plan = plans.get(key)
     if plan is None:
         prepared = prepare_predict(signature_name, signature, request)

@@ -22,6 +22,7 @@ from core.wire.dtypes import numpy_dtype
 from core.wire.protos import types_pb2
 from server import errors
 from server.errors import ServingStatus
+from server.tensor_fields import dims_of
 
 # TensorShape::kMaxDimensions and the largest element count TensorShape accepts (int64).
 MAX_DIMENSIONS = 254
@@ -65,10 +66,11 @@ _ITEMSIZE = _numeric_itemsizes()
 def tensor_bytes(alias: str, proto: Any) -> int:
     """Bytes the tensor takes once built; INVALID_ARGUMENT where TF's FromProto would fail."""
     shape = proto.tensor_shape
-    if shape.unknown_rank or len(shape.dim) > MAX_DIMENSIONS:
+    if shape.unknown_rank:
         raise _parsing_error(alias)
-    # Lists and min(), not generator expressions: this runs for every tensor of every request.
-    dims = [dim.size for dim in shape.dim]
+    dims = dims_of(shape)
+    if len(dims) > MAX_DIMENSIONS:
+        raise _parsing_error(alias)
     if dims and min(dims) < 0:
         raise _parsing_error(alias)
     count = math.prod(dims)
