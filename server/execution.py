@@ -70,12 +70,7 @@ class SignatureRunner:
         feed_names = self._feed_names
         feeds = {feed_names[alias]: array for alias, array in inputs.items()}
         started = time.perf_counter()
-        try:
-            outputs = self.servable.run(feeds, self._fetches, timeout_ms=timeout_ms)
-        except ServingStatus:
-            raise
-        except Exception as error:
-            raise errors.status_from_tf_error(error) from None
+        outputs = _run_tensors(self.servable, feeds, self._fetches, timeout_ms)
         run_s = time.perf_counter() - started
         if self._metrics is not None:
             # "TF1": a session run, the runtime label TF Serving uses for SavedModel bundles.
@@ -130,18 +125,16 @@ class Executor:
             except BatchingError as error:
                 raise ServingStatus(_status_code(error.code), error.message) from None
             return outputs
-        key = (id(servable), signature_name, tuple(output_aliases))
+        aliases = tuple(output_aliases)
+        inline = self.run_inline(servable, signature_name, inputs, aliases, deadline)
+        if inline is not None:
+            return inline
+        key = (id(servable), signature_name, aliases)
         runner = self._runners.get(key)
         if runner is None or runner.servable is not servable:
-            runner = SignatureRunner(servable, signature, output_aliases, self._metrics, api)
+            runner = SignatureRunner(servable, signature, aliases, self._metrics, api)
             self._runners[key] = runner
         timeout_ms = self._timeout_ms(deadline)
-        if self._placement.inline(key, inputs):
-            # No session timeout for a run expected to last well under a millisecond: arming
-            # TensorFlow's timer costs more than the run; the deadline was checked just above.
-            outputs, run_s = runner.timed(inputs, None)
-            self._placement.record(key, run_s)
-            return outputs
         call = functools.partial(runner.timed, inputs, timeout_ms)
         outputs, run_s = await self._in_pool(call, deadline)
         self._placement.record(key, run_s)
@@ -167,6 +160,8 @@ class Executor:
             return None
         if deadline is not None and deadline <= time.monotonic():
             raise errors.deadline_exceeded("Deadline Exceeded")
+        # No session timeout for a run expected to last well under a millisecond: arming
+        # TensorFlow's timer costs more than the run; the deadline was checked just above.
         outputs, run_s = runner.timed(inputs, None)
         self._placement.record(key, run_s)
         return outputs

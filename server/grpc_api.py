@@ -19,14 +19,13 @@ from core.wire.protos import (
 )
 from server.errors import ServingStatus
 from server.flags import parse_channel_arguments
-from server.grpc_requests import Undecodable, add_servicer, checks_undecodable, reject_undecodable
+from server.grpc_requests import add_servicer
 from server.service import InferenceService
 
 log = logging.getLogger("deepchat_tfs.server.grpc")
 
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
-PREDICT_REQUEST = "tensorflow.serving.PredictRequest"
 
 # Channel arguments the Python server applies; others in --grpc_channel_arguments are logged.
 _SUPPORTED_CHANNEL_ARGUMENT_PREFIXES = ("grpc.",)
@@ -62,11 +61,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self._service = service
 
     # Each handler awaits the service itself (no closure per call): the path every request takes.
-    @checks_undecodable
     async def Predict(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Predict on named input tensors."""
-        if type(request) is Undecodable:
-            await reject_undecodable(context, request, PREDICT_REQUEST)
         try:
             return await self._service.predict(request, deadline=_deadline(context))
         except ServingStatus as error:

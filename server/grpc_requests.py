@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 
@@ -51,35 +51,15 @@ def _lenient(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return parse
 
 
-async def reject_undecodable(
-    context: grpc.aio.ServicerContext, request: Undecodable, what: str
-) -> None:
-    """Abort the call with INVALID_ARGUMENT naming the message type it expected."""
-    await context.abort(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        f"Failed to parse the request: its {request.size} bytes are not a valid {what}",
-    )
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def checks_undecodable(method: F) -> F:
-    """Mark a servicer method that answers Undecodable requests itself (one coroutine less
-    per call on a hot path); add_servicer then registers it unwrapped."""
-    method.checks_undecodable = True  # type: ignore[attr-defined]
-    return method
-
-
 def _checked(
     behavior: Callable[[Any, grpc.aio.ServicerContext], Any], what: str
 ) -> Callable[[Any, grpc.aio.ServicerContext], Any]:
-    if getattr(behavior, "checks_undecodable", False):
-        return behavior
-
     async def method(request: Any, context: grpc.aio.ServicerContext) -> Any:
         if isinstance(request, Undecodable):
-            await reject_undecodable(context, request, what)
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Failed to parse the request: its {request.size} bytes are not a valid {what}",
+            )
         return await behavior(request, context)
 
     return method

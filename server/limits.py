@@ -18,11 +18,10 @@ from typing import Any
 
 import grpc
 
-from core.wire.dtypes import numpy_dtype
 from core.wire.protos import types_pb2
 from server import errors
 from server.errors import ServingStatus
-from server.tensor_fields import dims_of
+from server.tensor_fields import NUMPY_BY_DTYPE, dims_of
 
 # TensorShape::kMaxDimensions and the largest element count TensorShape accepts (int64).
 MAX_DIMENSIONS = 254
@@ -47,20 +46,9 @@ def _dtype_text(dtype: int) -> str:
         return str(dtype)
 
 
-def _numeric_itemsizes() -> dict[int, int]:
-    sizes = {}
-    for enum in types_pb2.DataType.values():
-        if enum == types_pb2.DT_STRING:
-            continue
-        try:
-            sizes[int(enum)] = numpy_dtype(enum).itemsize
-        except ValueError:
-            continue  # no numpy equivalent: tensor_bytes answers a parsing error
-    return sizes
-
-
-# Element sizes of the numeric DataTypes, read once instead of per tensor.
-_ITEMSIZE = _numeric_itemsizes()
+# Element sizes of the numeric DataTypes, read once instead of per tensor; any other dtype
+# (no numpy equivalent) is a parsing error.
+_ITEMSIZE = {enum: dtype.itemsize for enum, dtype in NUMPY_BY_DTYPE.items()}
 
 
 def tensor_bytes(alias: str, proto: Any) -> int:
@@ -87,10 +75,7 @@ def tensor_bytes(alias: str, proto: Any) -> int:
         return count * STRING_ELEMENT_BYTES + payload
     itemsize = _ITEMSIZE.get(proto.dtype)
     if itemsize is None:
-        try:
-            itemsize = numpy_dtype(proto.dtype).itemsize
-        except ValueError:
-            raise _parsing_error(alias) from None
+        raise _parsing_error(alias)
     content = proto.tensor_content
     if content and len(content) != count * itemsize:
         # TensorFlow's Helper<T>::Decode: the content must hold exactly the declared elements.

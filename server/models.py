@@ -121,9 +121,7 @@ class SavedModelServable:
         if not timeout_ms:
             # A prepared callable skips the per-run lookup of feeds and fetches by name; like
             # the raw run path it does not check static shapes.
-            handle = self._callables.get((tuple(feeds), tuple(fetches)))
-            if handle is None:
-                handle = self._callable(tuple(feeds), tuple(fetches))
+            handle = self._callable(tuple(feeds), tuple(fetches))
             outputs = tf_session.TF_SessionRunCallable(
                 self._session._session, handle, list(feeds.values()), None
             )

@@ -8,6 +8,7 @@ Predict answers with ``Tensor::AsProtoField`` (typed ``float_val``, ``int64_val`
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from typing import Any
@@ -40,46 +41,34 @@ _FIELD_BY_DTYPE: dict[int, str] = {
 }
 
 
-# TensorShapeProtos by shape, copied into responses instead of built dim by dim.
-_SHAPES: dict[tuple[int, ...], Any] = {}
-_MAX_CACHED_SHAPES = 1024
+@functools.lru_cache(maxsize=1024)
+def _shape_proto(shape: tuple[int, ...]) -> Any:
+    """A TensorShapeProto for shape, built once and copied into responses (never changed)."""
+    proto = tensor_shape_pb2.TensorShapeProto()
+    for size in shape:
+        proto.dim.add(size=size)
+    return proto
 
 
 def _write_shape(proto: Any, array: np.ndarray, dtype_enum: int) -> None:
     proto.dtype = dtype_enum
-    shape = array.shape
-    cached = _SHAPES.get(shape)
-    if cached is None:
-        cached = tensor_shape_pb2.TensorShapeProto()
-        for size in shape:
-            cached.dim.add(size=size)
-        if len(_SHAPES) < _MAX_CACHED_SHAPES:
-            _SHAPES[shape] = cached
-    proto.tensor_shape.CopyFrom(cached)
+    proto.tensor_shape.CopyFrom(_shape_proto(array.shape))
 
 
 def _dtype_enum(array: np.ndarray) -> int:
     return int(tensors.tf_dtype(array.dtype))
 
 
-# numpy dtype -> (DataType enum, typed field name): looked up once per dtype, not per response.
-_FIELD_BY_NUMPY: dict[np.dtype[Any], tuple[int, str]] = {}
-_MAX_CACHED_DTYPES = 64  # str dtypes differ by length ('<U5', '<U6', ...): keep the cache small
-
-
-def _typed_field(array: np.ndarray) -> tuple[int, str]:
-    entry = _FIELD_BY_NUMPY.get(array.dtype)
-    if entry is None:
-        dtype_enum = _dtype_enum(array)
-        entry = (dtype_enum, _FIELD_BY_DTYPE[dtype_enum])
-        if len(_FIELD_BY_NUMPY) < _MAX_CACHED_DTYPES:
-            _FIELD_BY_NUMPY[array.dtype] = entry
-    return entry
+@functools.lru_cache(maxsize=64)  # str dtypes differ by length ('<U5', '<U6', ...)
+def _typed_field(dtype: np.dtype[Any]) -> tuple[int, str]:
+    """(DataType enum, typed field name) of a numpy dtype: looked up once per dtype."""
+    dtype_enum = int(tensors.tf_dtype(dtype))
+    return dtype_enum, _FIELD_BY_DTYPE[dtype_enum]
 
 
 def fill_proto_field(proto: Any, array: np.ndarray) -> None:
     """Write array into an empty TensorProto's typed *_val field, as Tensor::AsProtoField."""
-    dtype_enum, field_name = _typed_field(array)
+    dtype_enum, field_name = _typed_field(array.dtype)
     _write_shape(proto, array, dtype_enum)
     if array.size == 0:
         return
@@ -125,36 +114,37 @@ def as_proto_tensor_content(array: np.ndarray) -> Any:
 
 
 # Numeric dtypes whose tensor_content a request may carry, decoded without core's checks.
-_NUMPY_BY_DTYPE: dict[int, np.dtype[Any]] = {
+NUMPY_BY_DTYPE: dict[int, np.dtype[Any]] = {
     enum: tensors.numpy_dtype(enum) for enum in _FIELD_BY_DTYPE if enum != types_pb2.DT_STRING
 }
 
 
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
-# Dimension sizes by serialized TensorShapeProto: serializing a shape and one dict look-up cost
-# a fifth of reading its dims one message wrapper at a time, and requests repeat their shapes.
-_DIMS: dict[bytes, tuple[int, ...]] = {}
-_MAX_CACHED_DIMS = 4096
 _MAX_CACHED_SHAPE_BYTES = 64  # a few dims; a request cannot fill the cache with huge keys
 
 
 def dims_of(shape: Any) -> tuple[int, ...]:
-    """A TensorShapeProto's dimension sizes (unknown_rank aside)."""
-    key = shape.SerializeToString()
-    dims = _DIMS.get(key)
-    if dims is None:
-        dims = tuple([dim.size for dim in shape.dim])
-        if len(_DIMS) < _MAX_CACHED_DIMS and len(key) <= _MAX_CACHED_SHAPE_BYTES:
-            _DIMS[key] = dims
-    return dims
+    """A TensorShapeProto's dimension sizes (unknown_rank aside).
+
+    Serializing a small shape and one cache look-up cost a fifth of reading its dims one message
+    wrapper at a time, and requests repeat their shapes."""
+    serialized = shape.SerializeToString()
+    if len(serialized) <= _MAX_CACHED_SHAPE_BYTES:
+        return _dims_of_serialized(serialized)
+    return tuple([dim.size for dim in shape.dim])
+
+
+@functools.lru_cache(maxsize=4096)
+def _dims_of_serialized(serialized: bytes) -> tuple[int, ...]:
+    return tuple([dim.size for dim in tensor_shape_pb2.TensorShapeProto.FromString(serialized).dim])
 
 
 def to_ndarray(proto: Any) -> np.ndarray:
     """The array a request's TensorProto holds: a fast path for well-formed tensor_content,
     core.wire.tensors.make_ndarray (with its errors) for everything else."""
     content = proto.tensor_content
-    wire_dtype = _NUMPY_BY_DTYPE.get(proto.dtype)
+    wire_dtype = NUMPY_BY_DTYPE.get(proto.dtype)
     if content and wire_dtype is not None and _LITTLE_ENDIAN:
         shape_proto = proto.tensor_shape
         shape = dims_of(shape_proto)
