@@ -18,6 +18,7 @@ PROCESSED_BATCH_SIZE = ":tensorflow:serving:batching_session:processed_batch_siz
 QUEUING_LATENCY = ":tensorflow:serving:batching_session:queuing_latency"
 REQUEST_COUNT = ":tensorflow:serving:request_count"
 REQUEST_LATENCY = ":tensorflow:serving:request_latency"
+RUNTIME_LATENCY = ":tensorflow:serving:runtime_latency"
 DEFAULT_METRICS_PATH = "/monitoring/prometheus/metrics"
 
 # One label set, hashable: sorted (name, value) pairs.
