@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -60,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     where = parser.add_argument_group("what to load")
     where.add_argument("--target", action="append", metavar="HOST:PORT|URL", default=[],
                        help="TF Serving gRPC address (repeat for replicas), or with --protocol "
-                       "rest its REST URL http://HOST:PORT; without it the embedded server "
-                       "starts with the demo model")  # fmt: skip
+                       "rest its REST URL http://HOST:PORT; without it the console's "
+                       "embedded server starts (config.yaml's embedded section)")  # fmt: skip
     where.add_argument("--protocol", default="grpc", metavar="grpc|rest",
                        help="TF Serving API: grpc (default) or rest (predict JSON)")  # fmt: skip
     where.add_argument("--model", help=f"model name (default {DEMO_MODEL_NAME} without --target)")
@@ -188,6 +187,7 @@ class Where:
     targets: list[str]
     rest_url: str | None
     metrics_url: str | None
+    model: str | None = None  # the embedded server's model, when bench started it
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -305,24 +305,23 @@ async def _where(args: argparse.Namespace) -> AsyncIterator[Where]:
     if configured:
         yield Where(configured, None, args.metrics)
         return
-    from core.client.scrape import DEFAULT_METRICS_PATH
-    from core.embedded.launcher import EmbeddedServer
+    from core.chat.session import build_embedded_server
+    from core.client.scrape import metrics_url
+    from core.config.schema import load_config
+    from core.identity import data_dir
 
-    print(
-        f"starting the embedded server with the demo model {DEMO_MODEL_NAME} ...", file=sys.stderr
-    )
-    with tempfile.TemporaryDirectory(prefix="deepchat-tfs-bench-") as directory:
-        monitoring = Path(directory) / "monitoring.config"
-        monitoring.write_text(
-            f'prometheus_config {{ enable: true path: "{DEFAULT_METRICS_PATH}" }}\n'
+    # The console's embedded server, as the console would start it: the embedded section of
+    # --config, else of the config file the console finds (its batching parameters included).
+    config = load_config(args.config).config
+    embedded = config.embedded
+    print(f"starting the embedded server with the model {embedded.model_name} ...", file=sys.stderr)
+    server = build_embedded_server(config, data_dir() / "bench")
+    async with server:
+        rest = server.rest_url if args.protocol == "rest" else None
+        metrics = args.metrics or metrics_url(
+            server.rest_url, config.model_serving.tensorflow_serving.metrics_path
         )
-        server = EmbeddedServer(
-            DEMO_MODEL_NAME, extra_flags=[f"--monitoring_config_file={monitoring}"]
-        )
-        async with server:
-            rest = server.rest_url if args.protocol == "rest" else None
-            metrics = args.metrics or server.rest_url.rstrip("/") + DEFAULT_METRICS_PATH
-            yield Where([server.grpc_target], rest, metrics)
+        yield Where([server.grpc_target], rest, metrics, embedded.model_name)
 
 
 def _host_port(url: str) -> str:
@@ -358,7 +357,10 @@ async def _bench(
             connection = _connection(args, where.targets, headers)
             settings = load_settings(where.targets, spec.timeout_s, connection)
             model = ModelSpec(
-                args.model or DEMO_MODEL_NAME, args.version, args.version_label, args.signature
+                args.model or where.model or DEMO_MODEL_NAME,
+                args.version,
+                args.version_label,
+                args.signature,
             )
             target = await prepare_target(
                 settings, model, data=args.data, prompts=prompts, rest_url=where.rest_url

@@ -194,3 +194,6 @@ async def test_without_a_target_bench_starts_the_embedded_server(tmp_path: Path)
     # The default warm-up ran first, and the embedded server's own metrics are in the report.
     assert report.warmup is not None and report.warmup.requests > 0
     assert report.server is not None and report.server["requests"] > 0
+    # It is the console's embedded server: config.yaml's batching parameters, whose 2 ms
+    # batch_timeout_micros a lone request waits out (TF Serving's default would be 0).
+    assert report.server["queuing_latency_ms"]["mean"] >= 1.5
