@@ -285,15 +285,6 @@ def _connection(
     )
 
 
-def _config_targets(args: argparse.Namespace) -> list[str]:
-    """The gRPC targets --config names; empty when it names the embedded server."""
-    if not args.config:
-        return []
-    from core.config.schema import load_config
-
-    return load_config(args.config).config.resolved_targets()
-
-
 @contextlib.asynccontextmanager
 async def _where(args: argparse.Namespace) -> AsyncIterator[Where]:
     """The --target addresses (or --config's), or the embedded server's while it runs."""
@@ -301,18 +292,19 @@ async def _where(args: argparse.Namespace) -> AsyncIterator[Where]:
         rest = args.target[0] if args.protocol == "rest" else None
         yield Where(list(args.target) if rest is None else [_host_port(rest)], rest, args.metrics)
         return
-    configured = _config_targets(args) if args.protocol == "grpc" else []
+    from core.config.schema import load_config
+
+    # --config's gRPC targets, else the console's embedded server as the console would start
+    # it: the embedded section of --config, or of the config file the console finds.
+    config = load_config(args.config).config
+    configured = config.resolved_targets() if args.config and args.protocol == "grpc" else []
     if configured:
         yield Where(configured, None, args.metrics)
         return
     from core.chat.session import build_embedded_server
     from core.client.scrape import metrics_url
-    from core.config.schema import load_config
     from core.identity import data_dir
 
-    # The console's embedded server, as the console would start it: the embedded section of
-    # --config, else of the config file the console finds (its batching parameters included).
-    config = load_config(args.config).config
     embedded = config.embedded
     print(f"starting the embedded server with the model {embedded.model_name} ...", file=sys.stderr)
     server = build_embedded_server(config, data_dir() / "bench")

@@ -363,14 +363,10 @@ class BatchScheduler:
 
     def _inline(self, tasks: list[_Task]) -> bool:
         """Whether this batch runs on the event loop: known short, with small inputs."""
-        if not self._placement.short(_BATCH_KEY):
-            return False
-        size = 0
-        for task in tasks:
-            size += input_bytes(task.inputs)
-            if size > INLINE_MAX_INPUT_BYTES:
-                return False
-        return True
+        return (
+            self._placement.short(_BATCH_KEY)
+            and sum(input_bytes(task.inputs) for task in tasks) <= INLINE_MAX_INPUT_BYTES
+        )
 
     def _run_inline(self, tasks: list[_Task]) -> None:
         """Run one batch on the event loop and resolve its callers."""

@@ -116,6 +116,27 @@ class Executor:
         api: str,
     ) -> dict[str, np.ndarray]:
         """Run a signature on inputs by alias; outputs by alias. deadline is time.monotonic()."""
+        aliases = tuple(output_aliases)
+        inline = self.run_inline(servable, signature_name, inputs, aliases, deadline)
+        if inline is not None:
+            return inline
+        return await self.run_queued(
+            servable, signature_name, signature, inputs, aliases, deadline=deadline, api=api
+        )
+
+    async def run_queued(
+        self,
+        servable: Any,
+        signature_name: str,
+        signature: Any,
+        inputs: Mapping[str, np.ndarray],
+        output_aliases: Sequence[str],
+        *,
+        deadline: float | None,
+        api: str,
+    ) -> dict[str, np.ndarray]:
+        """run() for a run that run_inline() declined: through the batch scheduler, or in a
+        thread of the pool."""
         if self._batching_parameters is not None:
             from server.batching import BatchingError
 
@@ -126,9 +147,6 @@ class Executor:
                 raise ServingStatus(_status_code(error.code), error.message) from None
             return outputs
         aliases = tuple(output_aliases)
-        inline = self.run_inline(servable, signature_name, inputs, aliases, deadline)
-        if inline is not None:
-            return inline
         key = (id(servable), signature_name, aliases)
         runner = self._runners.get(key)
         if runner is None or runner.servable is not servable:
@@ -149,7 +167,7 @@ class Executor:
         deadline: float | None,
     ) -> dict[str, np.ndarray] | None:
         """run()'s answer without a coroutine when the run is known short (unbatched, inline
-        placement); None when the caller must await run()."""
+        placement); None when the caller must await run_queued()."""
         if self._batching_parameters is not None:
             return None
         key = (id(servable), signature_name, output_aliases)

@@ -145,7 +145,7 @@ class InferenceService:
                 servable, signature_name, prepared.inputs, prepared.output_aliases, deadline
             )
             if outputs is None:
-                outputs = await self.executor.run(
+                outputs = await self.executor.run_queued(
                     servable,
                     signature_name,
                     signature,
