@@ -231,6 +231,20 @@ async def test_a_session_that_cannot_start_is_shown_not_raised(
         assert any("exporting the demo model failed" in n.message for n in app._notifications)
 
 
+def test_client_batch_line_says_yet_only_before_the_first_batch() -> None:
+    stats, clock = frozen_stats()
+    panel = BatchPanel()
+    panel.show(stats.snapshot())
+    assert str(panel.lines(60)[0]) == "client no batches yet"
+    stats.record_batch(3, 32)
+    panel.show(stats.snapshot())
+    assert str(panel.lines(60)[0]).startswith("client 3.0 / 32")
+    clock.now += 30.0  # the batch leaves the 10 s window
+    panel.show(stats.snapshot())
+    assert str(panel.lines(60)[0]) == "client no batches in the last 10 s"
+    assert str(panel.lines(20)[0]) == "client none in 10 s"  # narrow
+
+
 def test_server_figures_not_exported_or_not_measured_yet_are_said_never_zero() -> None:
     import dataclasses
 

@@ -338,7 +338,14 @@ class BatchPanel(Panel):
     def lines(self, width: int) -> Sequence[Content | str]:
         snapshot = self.snapshot
         if snapshot is None or snapshot.batch_size_mean is None:
-            client = Content.assemble(_dim("client "), _dim("no batches yet"))
+            # "yet" only before the first batch; after it, the window is what is empty.
+            idle: tuple[str, ...]
+            if snapshot is not None and snapshot.batches_total:
+                window = f"{snapshot.window_s:g} s"
+                idle = (f"no batches in the last {window}", f"none in {window}")
+            else:
+                idle = ("no batches yet",)
+            client = _fit(width, *(Content.assemble(_dim("client "), _dim(text)) for text in idle))
         else:
             client = self._fill_line(
                 "client",
