@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 
 from benchmarks.openloop import (
     RunResult,
     closed_loop,
+    first_calls_ms,
     median,
     open_loop,
     start_bare_server,
@@ -47,6 +49,7 @@ CPU_RATES = (200.0, 1000.0)
 WARMUP_RATE = 500.0
 WARMUP_SECONDS = 2.0
 SATURATION_CONCURRENCY = 32
+FIRST_CALLS = 3  # requests timed one by one on each fresh demo server
 DEMO_BATCHING = {"max_batch_size": 32, "batch_timeout_micros": 2000, "num_batch_threads": 2}
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,6 +131,20 @@ async def measure_startup(base_path: Path, log_dir: Path, runs: int = RUNS) -> l
     return results
 
 
+async def measure_first_requests(
+    demo: Path, log_dir: Path, runs: int = RUNS
+) -> dict[str, list[list[float]]]:
+    """The first requests of fresh demo-model servers, one at a time: plain and batching."""
+    results: dict[str, list[list[float]]] = {}
+    for label, batching in (("demo model", False), ("demo model, batching", True)):
+        for _ in range(runs):
+            async with _server("deepchat_model", demo, log_dir, batching=batching) as server:
+                async with grpc.aio.insecure_channel(server.grpc_target) as channel:
+                    latencies = await first_calls_ms(channel, DEMO, FIRST_CALLS)
+            results.setdefault(label, []).append(latencies)
+    return results
+
+
 Load = tuple[str, Callable[[str, bytes, int], Any]]
 
 
@@ -206,16 +223,31 @@ async def measure_cpu(
 def startup_table(results: list[RunResult]) -> str:
     """Markdown: the first 5 s of each fresh server."""
     lines = [
-        "| run | p50 ms | p95 ms | p99 ms | max ms | late sends |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| run | first request ms | p50 ms | p95 ms | p99 ms | max ms | late sends |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for index, result in enumerate(results, 1):
         lines.append(
-            f"| {index} | {result.percentile(50):.1f} | {result.percentile(95):.1f} | "
-            f"{result.percentile(99):.1f} | {result.percentile(100):.1f} | {result.late_sends} |"
+            f"| {index} | {result.first_ms or 0:.1f} | {result.percentile(50):.1f} | "
+            f"{result.percentile(95):.1f} | {result.percentile(99):.1f} | "
+            f"{result.percentile(100):.1f} | {result.late_sends} |"
         )
     p99s = [result.percentile(99) for result in results]
-    lines.append(f"| **median** | | | **{median(p99s):.1f}** | | |")
+    firsts = [result.first_ms or 0 for result in results]
+    lines.append(f"| **median** | {median(firsts):.1f} | | | **{median(p99s):.1f}** | | |")
+    return "\n".join(lines)
+
+
+def first_requests_table(results: dict[str, list[list[float]]]) -> str:
+    """Markdown: the first requests of fresh demo servers, medians over the runs."""
+    ordinals = ("first", "second", "third")[:FIRST_CALLS]
+    lines = [
+        "| server | " + " | ".join(f"{name} request ms" for name in ordinals) + " |",
+        "|---|" + "---:|" * len(ordinals),
+    ]
+    for label, runs in results.items():
+        cells = [f"{median([run[index] for run in runs]):.1f}" for index in range(len(ordinals))]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -256,13 +288,18 @@ def run() -> str:
         directory = Path(name)
         half_plus_two, demo = export_models(directory)
         startup = asyncio.run(measure_startup(half_plus_two, directory))
+        first = asyncio.run(measure_first_requests(demo, directory))
         cpu = asyncio.run(measure_cpu(half_plus_two, demo, directory))
     return (
         "## Embedded server: first seconds and CPU per request\n\n"
         f"Start-up: each run starts a fresh `deepchat-tfs serve` with half_plus_two and sends "
         f"{STARTUP_RATE:.0f} req/s open loop for {STARTUP_SECONDS:.0f} s the moment it reports "
-        "ready (no client warm-up); latency counts from the intended send time.\n\n"
+        "ready (no client warm-up); latency counts from the intended send time. *First request*: "
+        "the one call, after the channel connects, that precedes the timed sends.\n\n"
         + startup_table(startup)
+        + "\n\nThe demo model's first requests, one at a time, on fresh servers (median of "
+        f"{RUNS}); the first pays whatever the server left for its first run.\n\n"
+        + first_requests_table(first)
         + "\n\nCPU per request: utime+stime of the server process / answered requests, "
         f"{CPU_SECONDS:.0f} s per point, median of {CPU_RUNS} interleaved rounds. The bare service "
         "is a grpc.aio Predict handler that answers an empty PredictResponse without parsing "
@@ -298,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.part == "startup":
             runs = args.runs or RUNS
             print(startup_table(asyncio.run(measure_startup(half_plus_two, directory, runs))))
+            print()
+            print(first_requests_table(asyncio.run(measure_first_requests(demo, directory, runs))))
         else:
             results = asyncio.run(
                 measure_cpu(half_plus_two, demo, directory, args.runs or CPU_RUNS, args.seconds)

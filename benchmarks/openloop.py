@@ -59,6 +59,7 @@ class RunResult:
     elapsed_s: float
     server_cpu_s: float
     errors: int = 0
+    first_ms: float | None = None  # one call after connecting, before the clock starts
 
     @property
     def requests(self) -> int:
@@ -116,7 +117,8 @@ async def open_loop(
     """Send `rate` requests per second for `seconds`, never waiting for replies."""
     async with grpc.aio.insecure_channel(target) as channel:
         call = _call(channel, payload)
-        await call()  # connect before the clock starts
+        # Connect, then one call before the clock starts: on a fresh server, its first request.
+        first_ms = (await first_calls_ms(channel, payload, 1))[0]
         latencies: list[float] = []
         late = 0
         errors = 0
@@ -145,7 +147,19 @@ async def open_loop(
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
         cpu = cpu_seconds(pid) - cpu_before
-    return RunResult(np.array(latencies) * 1000, late, elapsed, cpu, errors)
+    return RunResult(np.array(latencies) * 1000, late, elapsed, cpu, errors, first_ms)
+
+
+async def first_calls_ms(channel: grpc.aio.Channel, payload: bytes, calls: int) -> list[float]:
+    """The latency of `calls` Predict calls one after another, once the channel is connected."""
+    await channel.channel_ready()
+    call = _call(channel, payload)
+    latencies = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        await call()
+        latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
 
 
 async def closed_loop(

@@ -173,6 +173,8 @@ def _build_service(options: ServerOptions, batching_parameters: Any, metrics: An
         warm_up=options.enable_model_warmup,
         warmup_iterations=max(1, options.num_request_iterations_for_warmup),
         method_name_check=options.enable_signature_method_name_check,
+        # Batched Predict runs without a timeout; only unbatched runs use Session::Run's.
+        deadline_runs=batching_parameters is None,
         tags=[tag.strip() for tag in options.saved_model_tags.split(",") if tag.strip()],
         **session_threads(options),
     )
@@ -213,13 +215,20 @@ def _load_servable(
     warm_up: bool,
     warmup_iterations: int,
     method_name_check: bool,
+    deadline_runs: bool,
     **load: Any,
 ) -> Any:
-    """Load one version and replay its warmup requests (blocks; runs in a worker thread)."""
+    """Load one version, build its signatures' executors and replay its warmup requests
+    (blocks; runs in a worker thread). deadline_runs: unbatched runs with a timeout happen."""
     from server.models import SavedModelServable
     from server.warmup import warm_up as replay_warmup
 
     servable = SavedModelServable.load(name, version, path, **load)
+    try:
+        servable.prepare_runs(deadline_runs=deadline_runs)
+    except BaseException:
+        servable.close()
+        raise
     if warm_up:
         try:
             replay_warmup(
