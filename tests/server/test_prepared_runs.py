@@ -1,7 +1,7 @@
 """A version's executors are built at load, before it serves, and its model does not run then.
 
 The first request of each version used to pay TensorFlow's graph pruning, optimization and
-executor build (53 ms for the demo model, 12 ms for half_plus_two; `python -m
+executor build (51 ms for the demo model, 13 ms for half_plus_two; `python -m
 benchmarks.bench_server_cpu startup` reports the figures). The server now builds them at load
 time without running the model. The counter model counts its serving_default runs, so these
 tests see whether anything ran it before the first request.
