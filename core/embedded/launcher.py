@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
+import psutil
+
 from core.embedded.protocol import parse_ready_line
 from core.identity import (
     DEMO_MODEL_NAME,
@@ -35,6 +37,20 @@ from core.identity import (
 LOG_TAIL_LINES = 30
 _MAX_LOG_BYTES = 5 * 2**20
 _STOP_GRACE_S = 10.0
+
+
+# The files a launcher writes next to the server log while its server runs: <kind>-<pid>-<port>.
+_RUN_FILE_PATTERNS = ("batching-*-*.txt", "models-*-*.config")
+
+
+def remove_orphaned_run_files(directory: Path) -> None:
+    """Remove run files left by launchers that died without stopping their server (a killed
+    console): those whose process id is not running. Other consoles' files stay."""
+    for pattern in _RUN_FILE_PATTERNS:
+        for path in directory.glob(pattern):
+            pid = path.name.split("-")[1]
+            if pid.isdigit() and not psutil.pid_exists(int(pid)):
+                path.unlink(missing_ok=True)
 
 
 class EmbeddedServerError(RuntimeError):
@@ -264,6 +280,7 @@ class EmbeddedServer:
         while rest_port == grpc_port:
             rest_port = free_loopback_port()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        remove_orphaned_run_files(self.log_path.parent)
         if self.log_path.exists() and self.log_path.stat().st_size > _MAX_LOG_BYTES:
             self.log_path.unlink()
         if self._parameters_file is not None:

@@ -144,3 +144,26 @@ async def test_all_versions_serves_every_version_through_a_model_config_file(
     assert states == {1: available, 2: available}
     # The generated config file goes with the server.
     assert list(tmp_path.glob("models-*.config")) == []
+
+
+def test_run_files_of_dead_launchers_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = int(finished.stdout)
+    assert not psutil.pid_exists(dead)
+    names = [
+        f"batching-{dead}-8500.txt",
+        f"models-{dead}-8500.config",
+        f"batching-{os.getpid()}-8501.txt",
+        f"models-{os.getpid()}-8501.config",
+        "models.config",
+        "server.log",
+    ]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    embedded.remove_orphaned_run_files(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(names[2:])
