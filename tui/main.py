@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -139,9 +140,15 @@ def _run_console(
     from tui.app import DeepChatApp
 
     app = DeepChatApp(options)
+    app_ended = threading.Event()
+    if sys.__stdin__ is not None and sys.__stdin__.isatty():
+        from tui.terminal_watch import watch_terminal
+
+        watch_terminal(sys.__stdin__.fileno(), app_ended)
     try:
         app.run()
     finally:
+        app_ended.set()
         # Whatever ended the app (quit, Ctrl-C, a crash), the embedded server must not outlive it.
         if app.session is not None:
             app.session.kill_server_now()
