@@ -13,7 +13,7 @@ import platformdirs
 APP_NAME = "deepchat-tfs"
 DEMO_MODEL_NAME = "deepchat_model"
 # Bumped whenever the demo model's graph changes: an export with another revision is replaced.
-DEMO_MODEL_REVISION = 5
+DEMO_MODEL_REVISION = 6
 DEMO_MODEL_REVISION_FILE = "REVISION"
 REPORTS_DIR_ENV = "DEEPCHAT_TFS_REPORTS_DIR"
 
