@@ -107,8 +107,8 @@ class SavedModelServable:
         graph and build an executor: 20-45 ms for the demo model, 5 ms for half_plus_two, which
         each version's first request used to pay. Built here for what a Predict without
         output_filter runs (every input fed, every output fetched, in alias order):
-        - the session callable, which runs without a timeout use (inline and batched runs);
-        - with deadline_runs, Session::Run's own executors, which runs with a timeout use.
+        - the session callable, used by runs without a timeout (inline and batched runs);
+        - with deadline_runs, Session::Run's own executors, used by runs with a timeout.
           Session::Run builds them before it checks the feeds' dtypes, so a feed of the wrong
           dtype builds them and fails with INVALID_ARGUMENT before any op runs.
         A signature that cannot be prepared fails at its first request, as before.
