@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from importlib.metadata import requires
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -273,6 +274,20 @@ class WrkPeer(Peer):
         )
 
 
+def _locust_installed() -> bool:
+    return shutil.which("locust", path=str(Path(sys.executable).parent)) is not None
+
+
+def _bench_requirement(name: str) -> str:
+    """The bench extra's requirement for name, from the installed project's metadata (the
+    version is pinned in pyproject.toml only), e.g. 'locust<3,>=2.30'."""
+    for requirement in requires("deepchat-tfs") or ():
+        spec, _, marker = requirement.partition(";")
+        if re.match(rf"{name}\b", spec) and "bench" in marker:
+            return spec.strip()
+    raise LookupError(f"pyproject.toml's bench extra names no {name}")
+
+
 class LocustPeer(Peer):
     """Locust, headless: users paced by constant_throughput (or back to back), CSV statistics."""
 
@@ -283,10 +298,22 @@ class LocustPeer(Peer):
         self.name = f"Locust ({api})"
 
     def unavailable(self, install: bool = False) -> str | None:
-        """Locust from PyPI (the bench extra: pip install -e '.[bench]')."""
-        if shutil.which("locust", path=str(Path(sys.executable).parent)) is None:
-            return "Locust is not installed: pip install -e '.[bench]'"
-        return None
+        """Locust from PyPI, as the bench extra pins it; install=True pip-installs it here."""
+        if _locust_installed():
+            return None
+        requirement = _bench_requirement("locust")
+        if not install:
+            return f"Locust is not installed: pip install -e '.[bench]' ({requirement})"
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "pip", "install", "--quiet", requirement],
+                check=True, capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+        except subprocess.CalledProcessError as error:
+            return f"Locust is not installed and `pip install {requirement}` failed: {error.stderr}"
+        except (OSError, subprocess.SubprocessError) as error:
+            return f"Locust is not installed and `pip install {requirement}` failed: {error}"
+        return None if _locust_installed() else "Locust: installed but no locust script here"
 
     def command(self, address: str, load: Load, workdir: Path) -> list[str]:
         """`locust -f benchmarks/peers/locust_{grpc,rest}.py --headless -u U ... --csv`."""
