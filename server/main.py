@@ -226,17 +226,13 @@ def _load_servable(
     servable = SavedModelServable.load(name, version, path, **load)
     try:
         servable.prepare_runs(deadline_runs=deadline_runs)
-    except BaseException:
-        servable.close()
-        raise
-    if warm_up:
-        try:
+        if warm_up:
             replay_warmup(
                 servable, iterations=warmup_iterations, method_name_check=method_name_check
             )
-        except BaseException:
-            servable.close()
-            raise
+    except BaseException:
+        servable.close()
+        raise
     return servable
 
 

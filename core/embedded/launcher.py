@@ -39,15 +39,20 @@ _MAX_LOG_BYTES = 5 * 2**20
 _STOP_GRACE_S = 10.0
 
 
-# The files a launcher writes next to the server log while its server runs: <kind>-<pid>-<port>.
-_RUN_FILE_PATTERNS = ("batching-*-*.txt", "models-*-*.config")
+# The files a launcher writes next to the server log while its server runs, by kind, named
+# <kind>-<launcher pid>-<gRPC port>.<extension>.
+_RUN_FILE_EXTENSIONS = {"batching": "txt", "models": "config"}
+
+
+def _run_file(directory: Path, kind: str, grpc_port: int) -> Path:
+    return directory / f"{kind}-{os.getpid()}-{grpc_port}.{_RUN_FILE_EXTENSIONS[kind]}"
 
 
 def remove_orphaned_run_files(directory: Path) -> None:
     """Remove run files left by launchers that died without stopping their server (a killed
     console): those whose process id is not running. Other consoles' files stay."""
-    for pattern in _RUN_FILE_PATTERNS:
-        for path in directory.glob(pattern):
+    for kind, extension in _RUN_FILE_EXTENSIONS.items():
+        for path in directory.glob(f"{kind}-*-*.{extension}"):
             pid = path.name.split("-")[1]
             if pid.isdigit() and not psutil.pid_exists(int(pid)):
                 path.unlink(missing_ok=True)
@@ -288,16 +293,14 @@ class EmbeddedServer:
         parameters_file = None
         if self.enable_batching and self.batching_parameters:
             # Next to the log while the server runs (removed by stop): there to look at when tuning.
-            parameters_file = self.log_path.with_name(f"batching-{os.getpid()}-{grpc_port}.txt")
+            parameters_file = _run_file(self.log_path.parent, "batching", grpc_port)
             parameters_file.write_text(batching_parameters_text(self.batching_parameters))
             self._parameters_file = parameters_file
         if self._model_config_file is not None:
             self._model_config_file.unlink(missing_ok=True)
             self._model_config_file = None
         if self.all_versions and not self._uses_config_file():
-            self._model_config_file = self.log_path.with_name(
-                f"models-{os.getpid()}-{grpc_port}.config"
-            )
+            self._model_config_file = _run_file(self.log_path.parent, "models", grpc_port)
             self._model_config_file.write_text(self.model_config_text())
         with self.log_path.open("ab") as log_file:
             log_file.write(

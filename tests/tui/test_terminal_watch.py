@@ -11,7 +11,6 @@ import sys
 import termios
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -56,12 +55,12 @@ def _drain(fd: int, seen: bytearray) -> None:
 
 
 @pytest.fixture
-def isolated_home(tmp_path: Path) -> Iterator[dict[str, str]]:
+def isolated_home(tmp_path: Path) -> dict[str, str]:
     environment = dict(os.environ)
     for name in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
         environment[name] = str(tmp_path / name.lower())
     environment["TERM"] = "xterm-256color"
-    yield environment
+    return environment
 
 
 @pytest.mark.slow
